@@ -1,0 +1,8 @@
+// Subcommands of the phrex CLI. Each returns the process exit status:
+// 0 on success, 1 on a runtime error (message already printed), 2 on misuse.
+#ifndef PHREX_TOOLS_CLI_H
+#define PHREX_TOOLS_CLI_H
+
+int cmd_embed(int argc, char **argv);
+
+#endif

@@ -1,0 +1,35 @@
+// phrex: the command-line front end. Each subcommand lives in its own
+// tools/cmd_<name>.c and is listed here.
+#include "tools/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} phrex_command;
+
+static const phrex_command commands[] = {
+    {"embed", cmd_embed, "encode lines of text from stdin into JSONL vectors"},
+};
+
+static void print_usage(FILE *f) {
+    fprintf(f, "usage: phrex <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-14s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n'phrex <command> --help' describes a command's options.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        print_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "phrex: unknown command '%s'\n\n", argv[1]);
+    print_usage(stderr);
+    return 2;
+}
