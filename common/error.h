@@ -6,6 +6,10 @@
 
 #include <stdarg.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum {
     PHREX_OK = 0,
     PHREX_ERR_IO = 1,       // file missing, unreadable, short read, mmap failed
@@ -28,5 +32,9 @@ const char *phrex_last_error(void);
 
 // Clears the calling thread's message.
 void phrex_clear_error(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -8,6 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct {
     int32_t *ids;   // (n)
     int32_t *start; // (n) first byte of the token's source text
@@ -23,5 +27,9 @@ void phrex_tokens_free(phrex_tokens *t);
 static inline void phrex_tokens_clear(phrex_tokens *t) { t->n = 0; }
 // Appends one token, growing the arrays when full. PHREX_OK or PHREX_ERR_MEMORY.
 int phrex_tokens_push(phrex_tokens *t, int32_t id, int32_t start, int32_t end);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
