@@ -4,5 +4,7 @@
 #define PHREX_TOOLS_CLI_H
 
 int cmd_embed(int argc, char **argv);
+int cmd_build(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
 
 #endif

@@ -13,6 +13,8 @@ typedef struct {
 
 static const phrex_command commands[] = {
     {"embed", cmd_embed, "encode lines of text from stdin into JSONL vectors"},
+    {"build", cmd_build, "index a corpus into a phrase dump (FAISS + LMDB), resumable"},
+    {"merge", cmd_merge, "merge dumps of parts of a corpus into one dump"},
 };
 
 static void print_usage(FILE *f) {

@@ -1,0 +1,230 @@
+#include "dump_format.h"
+
+#include "common/error.h"
+#include "index/hash.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+// --- integers ---------------------------------------------------------------
+
+void phrex_dump_put_be64(unsigned char out[8], uint64_t v) {
+    for (int i = 0; i < 8; i++) out[i] = (unsigned char)(v >> (56 - 8 * i));
+}
+
+uint64_t phrex_dump_get_be64(const unsigned char in[8]) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = v << 8 | in[i];
+    return v;
+}
+
+void phrex_dump_put_le64(unsigned char out[8], uint64_t v) {
+    for (int i = 0; i < 8; i++) out[i] = (unsigned char)(v >> (8 * i));
+}
+
+uint64_t phrex_dump_get_le64(const unsigned char in[8]) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | in[i];
+    return v;
+}
+
+static void put_le32(unsigned char *out, uint32_t v) {
+    for (int i = 0; i < 4; i++) out[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t get_le32(const unsigned char *in) {
+    return (uint32_t)in[0] | (uint32_t)in[1] << 8 | (uint32_t)in[2] << 16 | (uint32_t)in[3] << 24;
+}
+
+// --- passage records --------------------------------------------------------
+
+size_t phrex_dump_record_size(uint32_t id_len, uint32_t title_len, uint32_t text_len, uint32_t n_tokens, int bitmap) {
+    size_t n = PHREX_DUMP_RECORD_HEADER + (size_t)id_len + title_len + text_len + 3 + 8 * (size_t)n_tokens;
+    return bitmap ? n + ((size_t)n_tokens + 7) / 8 : n;
+}
+
+void phrex_dump_record_encode(unsigned char *out, const char *id, uint32_t id_len, const char *title,
+                              uint32_t title_len, const char *text, uint32_t text_len, uint32_t n_tokens,
+                              const int32_t *start, const int32_t *end, const uint8_t *keep, uint32_t n_kept,
+                              uint64_t first_id) {
+    int bitmap = keep && n_kept != n_tokens;
+    out[0] = PHREX_DUMP_RECORD_VERSION;
+    out[1] = bitmap ? PHREX_DUMP_RECORD_KEEP_BITMAP : 0;
+    out[2] = out[3] = 0;
+    put_le32(out + 4, n_tokens);
+    put_le32(out + 8, n_kept);
+    put_le32(out + 12, id_len);
+    put_le32(out + 16, title_len);
+    put_le32(out + 20, text_len);
+    phrex_dump_put_le64(out + 24, first_id);
+    unsigned char *p = out + PHREX_DUMP_RECORD_HEADER;
+    memcpy(p, id, id_len), p += id_len, *p++ = 0;
+    memcpy(p, title, title_len), p += title_len, *p++ = 0;
+    memcpy(p, text, text_len), p += text_len, *p++ = 0;
+    for (uint32_t t = 0; t < n_tokens; t++, p += 8) {
+        put_le32(p, (uint32_t)start[t]);
+        put_le32(p + 4, (uint32_t)end[t]);
+    }
+    if (!bitmap) return;
+    memset(p, 0, ((size_t)n_tokens + 7) / 8);
+    for (uint32_t t = 0; t < n_tokens; t++)
+        if (keep[t]) p[t >> 3] |= (unsigned char)(1u << (t & 7));
+}
+
+// Every offset inside the text, non-empty, and in order: what span
+// reconstruction relies on.
+static int check_offsets(const phrex_dump_record *r, const char *what) {
+    int32_t prev_start = 0;
+    for (uint32_t t = 0; t < r->n_tokens; t++) {
+        int32_t s, e;
+        phrex_dump_record_span(r, t, &s, &e);
+        if (s < prev_start || s > e || (uint32_t)e > r->text_len)
+            return phrex_fail(PHREX_ERR_FORMAT, "%s: token %u has offsets [%d, %d) outside the %u-byte text or out of order",
+                              what, t, s, e, r->text_len);
+        prev_start = s;
+    }
+    return PHREX_OK;
+}
+
+static uint32_t count_bits(const unsigned char *bits, uint32_t n) {
+    uint32_t c = 0;
+    for (uint32_t t = 0; t < n; t++) c += bits[t >> 3] >> (t & 7) & 1;
+    return c;
+}
+
+int phrex_dump_record_decode(const void *data, size_t len, const char *what, phrex_dump_record *r) {
+    const unsigned char *p = data;
+    if (len < PHREX_DUMP_RECORD_HEADER) return phrex_fail(PHREX_ERR_FORMAT, "%s: record of %zu bytes is truncated", what, len);
+    if (p[0] != PHREX_DUMP_RECORD_VERSION)
+        return phrex_fail(PHREX_ERR_FORMAT, "%s: record version %u, this phrex reads version %d", what, p[0],
+                          PHREX_DUMP_RECORD_VERSION);
+    if ((p[1] & ~PHREX_DUMP_RECORD_KEEP_BITMAP) || p[2] || p[3])
+        return phrex_fail(PHREX_ERR_FORMAT, "%s: unknown record flags 0x%02x", what, p[1]);
+    memset(r, 0, sizeof *r);
+    r->n_tokens = get_le32(p + 4);
+    r->n_kept = get_le32(p + 8);
+    r->id_len = get_le32(p + 12);
+    r->title_len = get_le32(p + 16);
+    r->text_len = get_le32(p + 20);
+    r->first_id = phrex_dump_get_le64(p + 24);
+    int bitmap = p[1] & PHREX_DUMP_RECORD_KEEP_BITMAP;
+    if (r->n_kept > r->n_tokens || (!bitmap && r->n_kept != r->n_tokens))
+        return phrex_fail(PHREX_ERR_FORMAT, "%s: %u kept tokens of %u", what, r->n_kept, r->n_tokens);
+    size_t want = phrex_dump_record_size(r->id_len, r->title_len, r->text_len, r->n_tokens, bitmap);
+    if (len != want) return phrex_fail(PHREX_ERR_FORMAT, "%s: record is %zu bytes, its header says %zu", what, len, want);
+    const char *s = (const char *)p + PHREX_DUMP_RECORD_HEADER;
+    r->id = s, s += r->id_len;
+    if (*s++) return phrex_fail(PHREX_ERR_FORMAT, "%s: field 'id' is not NUL-terminated", what);
+    r->title = s, s += r->title_len;
+    if (*s++) return phrex_fail(PHREX_ERR_FORMAT, "%s: field 'title' is not NUL-terminated", what);
+    r->text = s, s += r->text_len;
+    if (*s++) return phrex_fail(PHREX_ERR_FORMAT, "%s: field 'text' is not NUL-terminated", what);
+    r->offsets = (const unsigned char *)s;
+    r->keep = bitmap ? r->offsets + 8 * (size_t)r->n_tokens : NULL;
+    if (r->keep && count_bits(r->keep, r->n_tokens) != r->n_kept)
+        return phrex_fail(PHREX_ERR_FORMAT, "%s: keep bitmap disagrees with n_kept %u", what, r->n_kept);
+    return check_offsets(r, what);
+}
+
+// --- build state ------------------------------------------------------------
+
+void phrex_dump_state_encode(const phrex_build_state *s, unsigned char out[PHREX_DUMP_STATE_BYTES]) {
+    memcpy(out, PHREX_DUMP_STATE_MAGIC, 8);
+    put_le32(out + 8, PHREX_DUMP_STATE_VERSION);
+    put_le32(out + 12, s->stage);
+    const uint64_t v[9] = {s->passages, s->tokens,      s->kept,       s->empty,     s->windows,
+                           s->spill_bytes, s->index_bytes, s->index_hash, s->trained_on};
+    for (int i = 0; i < 9; i++) phrex_dump_put_le64(out + 16 + 8 * i, v[i]);
+    phrex_dump_put_le64(out + 88, phrex_hash64(out, 88, 0));
+}
+
+int phrex_dump_state_decode(const void *data, size_t len, const char *what, phrex_build_state *s) {
+    const unsigned char *p = data;
+    if (len != PHREX_DUMP_STATE_BYTES || memcmp(p, PHREX_DUMP_STATE_MAGIC, 8))
+        return phrex_fail(PHREX_ERR_FORMAT, "%s: build state is not a phrex build state (%zu bytes)", what, len);
+    if (get_le32(p + 8) != PHREX_DUMP_STATE_VERSION)
+        return phrex_fail(PHREX_ERR_FORMAT, "%s: build state version %u, this phrex writes version %d", what,
+                          get_le32(p + 8), PHREX_DUMP_STATE_VERSION);
+    if (phrex_dump_get_le64(p + 88) != phrex_hash64(p, 88, 0))
+        return phrex_fail(PHREX_ERR_FORMAT, "%s: build state checksum mismatch", what);
+    s->stage = get_le32(p + 12);
+    if (s->stage < PHREX_BUILD_ENCODING || s->stage > PHREX_BUILD_INDEXED)
+        return phrex_fail(PHREX_ERR_FORMAT, "%s: unknown build stage %u", what, s->stage);
+    uint64_t *v[9] = {&s->passages, &s->tokens,      &s->kept,       &s->empty,     &s->windows,
+                      &s->spill_bytes, &s->index_bytes, &s->index_hash, &s->trained_on};
+    for (int i = 0; i < 9; i++) *v[i] = phrex_dump_get_le64(p + 16 + 8 * i);
+    return PHREX_OK;
+}
+
+// --- LMDB -------------------------------------------------------------------
+
+int phrex_dump_lmdb_fail(int mdb_rc, const char *path, const char *what) {
+    int code = PHREX_ERR_INTERNAL;
+    if (mdb_rc == MDB_CORRUPTED || mdb_rc == MDB_INVALID || mdb_rc == MDB_VERSION_MISMATCH ||
+        mdb_rc == MDB_PAGE_NOTFOUND)
+        code = PHREX_ERR_FORMAT;
+    return phrex_fail(code, "%s: %s: %s", path, what, mdb_strerror(mdb_rc));
+}
+
+static int hash_db(MDB_txn *txn, MDB_dbi dbi, const char *path, phrex_hash64_state *h, uint64_t *entries) {
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc) return phrex_dump_lmdb_fail(rc, path, "cannot open a cursor");
+    MDB_val k, v;
+    uint64_t n = 0;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), n++) {
+        phrex_hash64_update_u64(h, k.mv_size);
+        phrex_hash64_update(h, k.mv_data, k.mv_size);
+        phrex_hash64_update_u64(h, v.mv_size);
+        phrex_hash64_update(h, v.mv_data, v.mv_size);
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND) return phrex_dump_lmdb_fail(rc, path, "cannot read");
+    phrex_hash64_update_u64(h, n);
+    *entries += n;
+    return PHREX_OK;
+}
+
+int phrex_dump_hash_lmdb(MDB_txn *txn, MDB_dbi passages, MDB_dbi kept, const char *path, uint64_t *hash,
+                         uint64_t *entries) {
+    phrex_hash64_state h;
+    phrex_hash64_init(&h, PHREX_DUMP_SEED_LMDB);
+    *entries = 0;
+    int rc;
+    if ((rc = hash_db(txn, passages, path, &h, entries)) || (rc = hash_db(txn, kept, path, &h, entries))) return rc;
+    *hash = phrex_hash64_final(&h);
+    return PHREX_OK;
+}
+
+// --- model fingerprint ------------------------------------------------------
+
+int phrex_dump_hash_model(const char *model_dir, uint64_t *hash) {
+    static const char *const files[] = {"config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json"};
+    static const int optional[] = {0, 0, 0, 1};
+    phrex_hash64_state h;
+    phrex_hash64_init(&h, PHREX_DUMP_SEED_MODEL);
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[PATH_MAX];
+        int rc = phrex_dump_path(path, sizeof path, model_dir, files[i]);
+        if (rc) return rc;
+        phrex_hash64_update(&h, files[i], strlen(files[i]) + 1);
+        struct stat st;
+        if (optional[i] && stat(path, &st) != 0) {
+            phrex_hash64_update_u64(&h, UINT64_MAX); // absent
+            continue;
+        }
+        uint64_t bytes;
+        if ((rc = phrex_hash64_update_file(&h, path, &bytes))) return phrex_fail_context(rc, "model fingerprint");
+        phrex_hash64_update_u64(&h, bytes);
+    }
+    *hash = phrex_hash64_final(&h);
+    return PHREX_OK;
+}
+
+int phrex_dump_path(char *out, size_t cap, const char *dir, const char *name) {
+    int n = snprintf(out, cap, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= cap) return phrex_fail(PHREX_ERR_INPUT, "path too long: %s/%s", dir, name);
+    return PHREX_OK;
+}

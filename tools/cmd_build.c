@@ -1,0 +1,253 @@
+// phrex build: a corpus in, a phrase dump out (index/build.h). Rerunning the
+// same command after an interruption (even kill -9) resumes it; rerunning it
+// on a finished dump checks the dump and does nothing else.
+// phrex merge: dumps of parts of a corpus (built with --keep-vectors, on
+// several machines or one after the other) into one dump.
+#include "tools/cli.h"
+#include "tools/cli_util.h"
+
+#include "common/error.h"
+#include "index/build.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_CORPUS 256
+
+static void print_help(FILE *f) {
+    fprintf(f,
+            "usage: phrex build --corpus FILE... --out DUMP [options]\n\n"
+            "  --corpus FILE...      corpus files or WikiExtractor folders, read in order\n"
+            "  --format NAME         auto (default), dpr-tsv, wikiextractor, wikiextractor-json, squad-json\n"
+            "  --out DUMP            dump folder (created; an unfinished one is resumed)\n"
+            "  --model DIR           model directory in Hugging Face layout (default %s)\n"
+            "  --index-factory STR   FAISS factory string (default auto: Flat up to 20,000 vectors,\n"
+            "                        else IVF<4*sqrt(n)>,SQ8); write PQ<m>np, not PQ<m>\n"
+            "  --metric M            ip (inner product, default, as DensePhrases) or l2\n"
+            "  --max-seq-len N       tokens per encoder window with [CLS]/[SEP] (default 384)\n"
+            "  --doc-stride N        word pieces between window starts (default 128)\n"
+            "  --batch-tokens N      packed tokens per forward pass (default 8192)\n"
+            "  --train-size N        vectors to train the index on (default: by factory)\n"
+            "  --filter-threshold X  phrase filter threshold (needs a filter model; none yet)\n"
+            "  --threads N           threads (default: all cores)\n"
+            "  --shard K/N           build only the K-th of N equal passage ranges (K from 0),\n"
+            "                        with --keep-vectors, for 'phrex merge'\n"
+            "  --skip-bad            skip malformed corpus records instead of failing\n"
+            "  --keep-vectors        keep the raw float vectors (DUMP/vectors.f32)\n"
+            "  --quiet               no progress lines\n",
+            phrex_cli_default_model_dir());
+}
+
+typedef struct {
+    phrex_build_options b;
+    const char *corpus[MAX_CORPUS];
+    int has_threshold;
+} build_cli;
+
+static int add_corpus(build_cli *c, const char *path) {
+    if (c->b.n_corpus == MAX_CORPUS) {
+        fprintf(stderr, "phrex build: at most %d corpus paths\n", MAX_CORPUS);
+        return 2;
+    }
+    c->corpus[c->b.n_corpus++] = path;
+    return 0;
+}
+
+static int parse_number(const char *name, const char *text, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end || !isfinite(v)) {
+        fprintf(stderr, "phrex build: %s expects a number, got '%s'\n", name, text);
+        return 2;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_option(build_cli *c, int opt, const char *arg) {
+    phrex_build_options *o = &c->b;
+    int n;
+    double x;
+    switch (opt) {
+    case 'c': return add_corpus(c, arg);
+    case 'f':
+        if (phrex_corpus_parse_format(arg, &o->format) == PHREX_OK) return 0;
+        fprintf(stderr, "phrex build: unknown --format '%s'\n", arg);
+        return 2;
+    case 'o': o->out_dir = arg; return 0;
+    case 'm': o->model_dir = arg; return 0;
+    case 'i': o->index_factory = arg; return 0;
+    case 'M':
+        if (phrex_dump_parse_metric(arg, &o->metric) == PHREX_OK) return 0;
+        fprintf(stderr, "phrex build: %s\n", phrex_last_error());
+        return 2;
+    case 'L': return phrex_cli_parse_int("--max-seq-len", arg, 3, 1 << 16, &o->max_seq_len);
+    case 'S': return phrex_cli_parse_int("--doc-stride", arg, 1, 1 << 16, &o->doc_stride);
+    case 'B': return phrex_cli_parse_int("--batch-tokens", arg, 3, 1 << 22, &o->batch_tokens);
+    case 'T':
+        if (phrex_cli_parse_int("--train-size", arg, 1, 1 << 30, &n)) return 2;
+        o->train_size = n;
+        return 0;
+    case 'F':
+        if (parse_number("--filter-threshold", arg, &x)) return 2;
+        c->has_threshold = 1;
+        return 0;
+    case 'j': return phrex_cli_parse_int("--threads", arg, 1, 1024, &o->threads);
+    case 's':
+        if (sscanf(arg, "%d/%d%n", &o->shard, &o->n_shards, &n) == 2 && arg[n] == '\0' && o->n_shards >= 1 &&
+            o->shard >= 0 && o->shard < o->n_shards)
+            return 0;
+        fprintf(stderr, "phrex build: --shard expects K/N with 0 <= K < N, got '%s'\n", arg);
+        return 2;
+    case 'k': o->skip_bad = 1; return 0;
+    case 'v': o->keep_vectors = 1; return 0;
+    case 'q': o->progress = 0; return 0;
+    default: return 2;
+    }
+}
+
+static void print_merge_help(FILE *f) {
+    fprintf(f,
+            "usage: phrex merge --out DUMP [options] SHARD...\n\n"
+            "Merges dumps of parts of one corpus, each built by 'phrex build --keep-vectors'\n"
+            "with the same model and windows, into one dump: passages in shard order, one\n"
+            "index trained on all the vectors. The shards are not changed.\n\n"
+            "  --out DUMP            merged dump folder (an unfinished merge is resumed)\n"
+            "  --model DIR           the shards' model (default %s)\n"
+            "  --index-factory STR   FAISS factory string (default auto)\n"
+            "  --metric M            ip (default) or l2\n"
+            "  --train-size N        vectors to train the index on (default: by factory)\n"
+            "  --threads N           threads (default: all cores)\n"
+            "  --keep-vectors        keep the merged raw vectors (DUMP/vectors.f32)\n"
+            "  --quiet               no progress lines\n",
+            phrex_cli_default_model_dir());
+}
+
+static int parse_options(int argc, char **argv, build_cli *c) {
+    static const struct option longopts[] = {
+        {"corpus", required_argument, 0, 'c'},       {"format", required_argument, 0, 'f'},
+        {"out", required_argument, 0, 'o'},          {"model", required_argument, 0, 'm'},
+        {"index-factory", required_argument, 0, 'i'}, {"max-seq-len", required_argument, 0, 'L'},
+        {"doc-stride", required_argument, 0, 'S'},   {"batch-tokens", required_argument, 0, 'B'},
+        {"train-size", required_argument, 0, 'T'},   {"filter-threshold", required_argument, 0, 'F'},
+        {"threads", required_argument, 0, 'j'},      {"skip-bad", no_argument, 0, 'k'},
+        {"keep-vectors", no_argument, 0, 'v'},       {"quiet", no_argument, 0, 'q'},
+        {"metric", required_argument, 0, 'M'},         {"shard", required_argument, 0, 's'},
+        {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
+    phrex_build_options_default(&c->b);
+    c->b.model_dir = phrex_cli_default_model_dir();
+    int opt, rc;
+    while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (opt == 'h') {
+            print_help(stdout);
+            return -1;
+        }
+        if ((rc = parse_option(c, opt, optarg))) {
+            if (opt == '?') print_help(stderr);
+            return 2;
+        }
+    }
+    // "--corpus a.tsv b.tsv": getopt leaves b.tsv as an operand.
+    for (int i = optind; i < argc; i++)
+        if ((rc = add_corpus(c, argv[i]))) return rc;
+    if (!c->b.n_corpus || !c->b.out_dir) {
+        fprintf(stderr, "phrex build: --corpus and --out are required\n\n");
+        print_help(stderr);
+        return 2;
+    }
+    c->b.corpus_paths = c->corpus;
+    return 0;
+}
+
+// FAISS reads "PQ<m>" in a factory string as PQ with polysemous training,
+// about 3x slower to train and of no use to phrex's search: say so.
+static void warn_polysemous(const char *factory) {
+    for (const char *p = factory ? strstr(factory, "PQ") : NULL; p; p = strstr(p + 2, "PQ")) {
+        const char *q = p + 2;
+        if ((p != factory && p[-1] != ',') || !isdigit((unsigned char)*q)) continue; // OPQ16 is a rotation
+        while (isdigit((unsigned char)*q)) q++;
+        if (*q == 'x') // PQ<m>x<bits>
+            for (q++; isdigit((unsigned char)*q); q++) {
+            }
+        if (strncmp(q, "np", 2) && strncmp(q, "fs", 2)) // fast-scan PQ has no polysemous training
+            fprintf(stderr, "phrex: warning: '%.*s' in --index-factory turns on polysemous training (about 3x "
+                            "slower to train, unused by phrex): write '%.*snp'\n",
+                    (int)(q - p), p, (int)(q - p), p);
+    }
+}
+
+static void print_summary(const phrex_build_options *o, const phrex_build_stats *s) {
+    double per_token = s->tokens ? (double)(s->index_bytes + s->lmdb_bytes) / (double)s->tokens : 0;
+    const char *how = s->resumed == 2 ? "already complete" : s->resumed ? "resumed, done" : "done";
+    printf("phrex: %s %s: %lld passages (%lld empty, %lld skipped), %lld tokens, %lld kept (%.1f%%); "
+           "index %s %.1f MB + LMDB %.1f MB = %.1f bytes/token; encode %.1f s (%.0f tokens/s), index %.1f s, "
+           "total %.1f s\n",
+           o->out_dir, how, (long long)s->passages, (long long)s->empty, (long long)s->bad, (long long)s->tokens,
+           (long long)s->kept, s->tokens ? 100.0 * (double)s->kept / (double)s->tokens : 0.0, s->factory,
+           (double)s->index_bytes / 1e6, (double)s->lmdb_bytes / 1e6, per_token, s->encode_s,
+           s->encode_s > 0 ? (double)s->run_tokens / s->encode_s : 0.0, s->index_s, s->total_s);
+}
+
+int cmd_build(int argc, char **argv) {
+    build_cli c;
+    memset(&c, 0, sizeof c);
+    int rc = parse_options(argc, argv, &c);
+    if (rc) return rc < 0 ? 0 : rc;
+    if (c.has_threshold)
+        fprintf(stderr, "phrex build: warning: no phrase filter model yet; --filter-threshold is ignored and every "
+                        "token is kept\n");
+    warn_polysemous(c.b.index_factory);
+    phrex_build_stats stats;
+    if ((rc = phrex_index_build_dump(&c.b, &stats))) {
+        fprintf(stderr, "phrex build: %s\n", phrex_last_error());
+        return 1;
+    }
+    print_summary(&c.b, &stats);
+    return 0;
+}
+
+int cmd_merge(int argc, char **argv) {
+    static const struct option longopts[] = {
+        {"out", required_argument, 0, 'o'},          {"model", required_argument, 0, 'm'},
+        {"index-factory", required_argument, 0, 'i'}, {"metric", required_argument, 0, 'M'},
+        {"train-size", required_argument, 0, 'T'},   {"threads", required_argument, 0, 'j'},
+        {"keep-vectors", no_argument, 0, 'v'},       {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
+    build_cli c;
+    memset(&c, 0, sizeof c);
+    phrex_build_options_default(&c.b);
+    c.b.model_dir = phrex_cli_default_model_dir();
+    int opt, rc;
+    while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (opt == 'h') {
+            print_merge_help(stdout);
+            return 0;
+        }
+        if (parse_option(&c, opt, optarg)) {
+            if (opt == '?') print_merge_help(stderr);
+            return 2;
+        }
+    }
+    for (int i = optind; i < argc; i++)
+        if ((rc = add_corpus(&c, argv[i]))) return rc;
+    if (!c.b.n_corpus || !c.b.out_dir) {
+        fprintf(stderr, "phrex merge: --out and at least one SHARD are required\n\n");
+        print_merge_help(stderr);
+        return 2;
+    }
+    c.b.corpus_paths = c.corpus;
+    warn_polysemous(c.b.index_factory);
+    phrex_build_stats stats;
+    if ((rc = phrex_index_merge_dumps(&c.b, &stats))) {
+        fprintf(stderr, "phrex merge: %s\n", phrex_last_error());
+        return 1;
+    }
+    print_summary(&c.b, &stats);
+    return 0;
+}
