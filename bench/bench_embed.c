@@ -15,6 +15,7 @@
 #include "common/threads.h"
 #include "data/corpus.h"
 #include "encoder/embedder.h"
+#include "bench/bench_util.h"
 
 #include <cblas.h>
 #include <getopt.h>
@@ -37,29 +38,8 @@ typedef struct {
     int n_tokens, n_seqs;
 } packed_batch;
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *t, int n) {
-    qsort(t, (size_t)n, sizeof *t, cmp_double);
-    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-}
-
 static double sgemm_gflops(int repeats) {
-    const int M = 4096, K = 384, N = 1536;
-    float *a = malloc((size_t)M * K * 4), *b = malloc((size_t)N * K * 4), *c = malloc((size_t)M * N * 4);
-    for (size_t i = 0; i < (size_t)M * K; i++) a[i] = (float)(i % 17) * 0.01f;
-    for (size_t i = 0; i < (size_t)N * K; i++) b[i] = (float)(i % 13) * 0.01f;
-    double t[64];
-    for (int r = -1; r < repeats; r++) {
-        double t0 = phrex_now_seconds();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
-        if (r >= 0) t[r] = phrex_now_seconds() - t0;
-    }
-    free(a), free(b), free(c);
-    return 2.0 * M * N * K / median(t, repeats) / 1e9;
+    return bench_sgemm_flops() / bench_sgemm_seconds(repeats).median / 1e9;
 }
 
 // Median seconds to run all batches once.
@@ -76,7 +56,7 @@ static double time_batches(phrex_embedder *e, const packed_batch *batches, int n
         }
         if (r >= 0) t[r] = phrex_now_seconds() - t0;
     }
-    return median(t, repeats);
+    return bench_median(t, repeats);
 }
 
 // Reads n passages of at least min_len tokens (shorter ones are passed

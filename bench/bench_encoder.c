@@ -11,50 +11,13 @@
 #include "common/error.h"
 #include "common/threads.h"
 #include "encoder/bert.h"
+#include "bench/bench_util.h"
 
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-// Sorts t and returns its median; t[0] is then the best run.
-static double median(double *t, int n) {
-    qsort(t, (size_t)n, sizeof *t, cmp_double);
-    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-}
-
-typedef struct {
-    double median, best; // seconds
-} timing;
-
-// Seconds of (4096 x 384)·(384 x 1536), B read as nn.Linear's (out, in).
-static timing sgemm_seconds(int reps) {
-    const int M = 4096, K = 384, N = 1536;
-    float *a = malloc((size_t)M * K * 4), *b = malloc((size_t)N * K * 4), *c = malloc((size_t)M * N * 4);
-    for (size_t i = 0; i < (size_t)M * K; i++) a[i] = (float)(i % 17) * 0.01f;
-    for (size_t i = 0; i < (size_t)N * K; i++) b[i] = (float)(i % 13) * 0.01f;
-    double *t = malloc((size_t)reps * sizeof *t);
-    for (int r = -1; r < reps; r++) {
-        double t0 = now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
-        if (r >= 0) t[r] = now() - t0;
-    }
-    timing m = {median(t, reps), t[0]};
-    free(a), free(b), free(c), free(t);
-    return m;
-}
 
 // FLOPs of one forward over n_seqs sequences of len tokens: the linear
 // layers, plus q·kᵀ and p·v of attention (softmax, GELU, LN not counted).
@@ -65,18 +28,18 @@ static double forward_flops(const phrex_bert_config *c, int n_seqs, int len) {
     return c->num_hidden_layers * (linear + attention);
 }
 
-static timing forward_seconds(phrex_encoder *enc, const int32_t *ids, const int32_t *lens, int n_seqs, float *out,
+static bench_timing forward_seconds(phrex_encoder *enc, const int32_t *ids, const int32_t *lens, int n_seqs, float *out,
                               int reps) {
     double *t = malloc((size_t)reps * sizeof *t);
     for (int r = -1; r < reps; r++) {
-        double t0 = now();
+        double t0 = phrex_now_seconds();
         if (phrex_encoder_forward(enc, ids, NULL, lens, n_seqs, out) != PHREX_OK) {
             fprintf(stderr, "forward: %s\n", phrex_last_error());
             exit(1);
         }
-        if (r >= 0) t[r] = now() - t0;
+        if (r >= 0) t[r] = phrex_now_seconds() - t0;
     }
-    timing m = {median(t, reps), t[0]};
+    bench_timing m = {bench_median(t, reps), t[0]};
     free(t);
     return m;
 }
@@ -127,15 +90,15 @@ int main(int argc, char **argv) {
     printf("medians (best run in brackets); %% of peak compares medians\n");
     for (int threads = 1; threads <= 2; threads++) {
         phrex_set_threads(threads);
-        timing g = sgemm_seconds(reps * 3);
+        bench_timing g = bench_sgemm_seconds(reps * 3);
         double gemm_flops = 2.0 * 4096 * 384 * 1536;
-        timing f = forward_seconds(enc, ids, lens, BATCH, out, reps);
+        bench_timing f = forward_seconds(enc, ids, lens, BATCH, out, reps);
         printf("threads %d: sgemm peak %5.1f (%5.1f) GFLOPS | %dx%d: %6.0f (%6.0f) tokens/s, %5.1f GFLOPS = %4.1f%% of peak",
                threads, gemm_flops / g.median / 1e9, gemm_flops / g.best / 1e9, BATCH, LEN, BATCH * LEN / f.median,
                BATCH * LEN / f.best, flops / f.median / 1e9, 100.0 * flops / f.median / (gemm_flops / g.median));
         int32_t qids[QLEN];
         random_ids(qids, 1, QLEN, c->vocab_size);
-        timing q = forward_seconds(enc, qids, &qlen, 1, out, reps * 30);
+        bench_timing q = forward_seconds(enc, qids, &qlen, 1, out, reps * 30);
         printf(" | %d-token query: %.3f (%.3f) ms\n", QLEN, q.median * 1e3, q.best * 1e3);
     }
     free(ids);
