@@ -203,12 +203,15 @@ static void expect_failure(const char *args, const char *input, size_t len, int 
     run_free(&r);
 }
 
+// A string literal and its length, embedded NUL bytes included.
+#define LITERAL(s) s, sizeof(s) - 1
+
 static void test_bad_input_names_the_line(void **state) {
     (void)state;
-    expect_failure("", "fine\n\nnext\n", 11, 1, "stdin:2: empty");
-    expect_failure("", "fine\n \t \n", 9, 1, "stdin:2: empty");
-    expect_failure("", "ok\nbad \xff\xfe here\n", 17, 1, "stdin:2: invalid UTF-8 at byte 4");
-    expect_failure("", "ok\nok\nnul\0inside\n", 17, 1, "stdin:3: NUL byte at byte 3");
+    expect_failure("", LITERAL("fine\n\nnext\n"), 1, "stdin:2: empty");
+    expect_failure("", LITERAL("fine\n \t \n"), 1, "stdin:2: empty");
+    expect_failure("", LITERAL("ok\nbad \xff\xfe here\n"), 1, "stdin:2: invalid UTF-8 at byte 4");
+    expect_failure("", LITERAL("ok\nok\nnul\0inside\n"), 1, "stdin:3: NUL byte at byte 3");
     char *long_line = malloc(6001);
     for (int i = 0; i < 600; i++) memcpy(long_line + 10 * i, "paragraph ", 10);
     long_line[5999] = '\n';
@@ -222,12 +225,12 @@ static void test_bad_input_names_the_line(void **state) {
 
 static void test_bad_usage(void **state) {
     (void)state;
-    expect_failure("--threads 0", "x\n", 2, 2, "--threads expects an integer");
-    expect_failure("--batch-tokens 12", "x\n", 2, 2, "--batch-tokens expects an integer");
-    expect_failure("extra-argument", "x\n", 2, 2, "unexpected argument");
+    expect_failure("--threads 0", LITERAL("x\n"), 2, "--threads expects an integer");
+    expect_failure("--batch-tokens 12", LITERAL("x\n"), 2, "--batch-tokens expects an integer");
+    expect_failure("extra-argument", LITERAL("x\n"), 2, "unexpected argument");
     char args[600];
     snprintf(args, sizeof args, "--model %s/no-such-model", tmpdir);
-    expect_failure(args, "x\n", 2, 1, "no-such-model");
+    expect_failure(args, LITERAL("x\n"), 1, "no-such-model");
 }
 
 static int setup(void **state) {
