@@ -6,5 +6,7 @@
 int cmd_embed(int argc, char **argv);
 int cmd_build(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
+int cmd_ask(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 #endif

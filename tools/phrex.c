@@ -15,6 +15,8 @@ static const phrex_command commands[] = {
     {"embed", cmd_embed, "encode lines of text from stdin into JSONL vectors"},
     {"build", cmd_build, "index a corpus into a phrase dump (FAISS + LMDB), resumable"},
     {"merge", cmd_merge, "merge dumps of parts of a corpus into one dump"},
+    {"ask", cmd_ask, "answer questions over a dump (prompt, or JSON lines from a pipe)"},
+    {"eval", cmd_eval, "answer a QA file and report EM, F1, passage recall@k and latency"},
 };
 
 static void print_usage(FILE *f) {
