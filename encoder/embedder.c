@@ -38,15 +38,19 @@ static int read_do_lower_case(const char *model_dir, int *lowercase) {
     return rc;
 }
 
+int phrex_embedder_load_tokenizer(const char *model_dir, phrex_wordpiece **out) {
+    char vocab[PATH_MAX];
+    snprintf(vocab, sizeof vocab, "%s/vocab.txt", model_dir);
+    int lowercase, rc = read_do_lower_case(model_dir, &lowercase);
+    return rc ? rc : phrex_wordpiece_init(out, vocab, lowercase);
+}
+
 int phrex_embedder_init(phrex_embedder **out, const char *model_dir, int max_tokens) {
     *out = NULL;
     phrex_embedder *e = calloc(1, sizeof *e);
     if (!e) return phrex_fail(PHREX_ERR_MEMORY, "cannot allocate an embedder");
-    char vocab[PATH_MAX];
-    snprintf(vocab, sizeof vocab, "%s/vocab.txt", model_dir);
-    int lowercase, rc;
-    if ((rc = read_do_lower_case(model_dir, &lowercase)) || (rc = phrex_wordpiece_init(&e->tokenizer, vocab, lowercase)) ||
-        (rc = phrex_bert_init(&e->model, model_dir)) ||
+    int rc;
+    if ((rc = phrex_embedder_load_tokenizer(model_dir, &e->tokenizer)) || (rc = phrex_bert_init(&e->model, model_dir)) ||
         (rc = phrex_encoder_init(&e->encoder, e->model, max_tokens))) {
         phrex_embedder_free(e);
         return rc;
@@ -55,8 +59,8 @@ int phrex_embedder_init(phrex_embedder **out, const char *model_dir, int max_tok
     int model_vocab = phrex_bert_get_config(e->model)->vocab_size;
     if (vocab_size != model_vocab) {
         phrex_embedder_free(e);
-        return phrex_fail(PHREX_ERR_MISMATCH, "%s has %d tokens but %s/config.json says vocab_size %d", vocab,
-                          vocab_size, model_dir, model_vocab);
+        return phrex_fail(PHREX_ERR_MISMATCH, "%s/vocab.txt has %d tokens but %s/config.json says vocab_size %d",
+                          model_dir, vocab_size, model_dir, model_vocab);
     }
     e->cls = phrex_wordpiece_special(e->tokenizer, PHREX_SPECIAL_CLS);
     e->sep = phrex_wordpiece_special(e->tokenizer, PHREX_SPECIAL_SEP);

@@ -20,6 +20,11 @@ typedef struct phrex_embedder phrex_embedder;
 int phrex_embedder_init(phrex_embedder **out, const char *model_dir, int max_tokens);
 void phrex_embedder_free(phrex_embedder *e);
 
+// The WordPiece tokenizer of a model directory: vocab.txt, lower-cased or
+// not as tokenizer_config.json's do_lower_case says (true when absent).
+// Every part of phrex that tokenizes for a model loads it this way.
+int phrex_embedder_load_tokenizer(const char *model_dir, phrex_wordpiece **out);
+
 const phrex_bert_config *phrex_embedder_config(const phrex_embedder *e);
 const phrex_wordpiece *phrex_embedder_tokenizer(const phrex_embedder *e);
 phrex_encoder *phrex_embedder_encoder(phrex_embedder *e);

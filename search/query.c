@@ -3,10 +3,10 @@
 #include "common/error.h"
 #include "common/utf8.h"
 #include "encoder/bert.h"
+#include "encoder/embedder.h"
 #include "encoder/tokens.h"
 #include "encoder/wordpiece.h"
 
-#include <cjson/cJSON.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,30 +126,6 @@ typedef struct {
     float *hidden;       // (PHREX_QUERY_MAX_LEN, dim)
 } bert_worker;
 
-// do_lower_case from tokenizer_config.json; 1 when the file or key is
-// absent (BERT uncased), as the embedder reads it.
-static int read_do_lower_case(const char *model_dir, int *lowercase) {
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", model_dir);
-    *lowercase = 1;
-    FILE *f = fopen(path, "rb");
-    if (!f) return PHREX_OK;
-    char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    int too_long = !feof(f);
-    fclose(f);
-    if (too_long) return phrex_fail(PHREX_ERR_FORMAT, "%s: over %zu bytes", path, sizeof buf - 1);
-    buf[n] = '\0';
-    cJSON *root = cJSON_Parse(buf);
-    if (!root) return phrex_fail(PHREX_ERR_FORMAT, "%s: not valid JSON", path);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "do_lower_case");
-    int rc = PHREX_OK;
-    if (v && !cJSON_IsBool(v)) rc = phrex_fail(PHREX_ERR_FORMAT, "%s: field 'do_lower_case' is not a boolean", path);
-    else if (v) *lowercase = cJSON_IsTrue(v);
-    cJSON_Delete(root);
-    return rc;
-}
-
 static void bert_model_free(void *p) {
     bert_model *m = p;
     if (!m) return;
@@ -165,14 +141,11 @@ static int is_dir(const char *path) {
 }
 
 static int load_tokenizer(bert_model *m, const char *dir) {
-    char vocab[PATH_MAX + 16];
-    int lowercase, rc;
-    snprintf(vocab, sizeof vocab, "%s/vocab.txt", dir);
-    if ((rc = read_do_lower_case(dir, &lowercase)) || (rc = phrex_wordpiece_init(&m->tokenizer, vocab, lowercase)))
-        return rc;
+    int rc = phrex_embedder_load_tokenizer(dir, &m->tokenizer);
+    if (rc) return rc;
     int vocab_size = phrex_wordpiece_vocab_size(m->tokenizer);
     if (vocab_size != phrex_bert_get_config(m->bert[0])->vocab_size)
-        return phrex_fail(PHREX_ERR_MISMATCH, "%s has %d tokens but %s/config.json says vocab_size %d", vocab,
+        return phrex_fail(PHREX_ERR_MISMATCH, "%s/vocab.txt has %d tokens but %s/config.json says vocab_size %d", dir,
                           vocab_size, dir, phrex_bert_get_config(m->bert[0])->vocab_size);
     m->cls = phrex_wordpiece_special(m->tokenizer, PHREX_SPECIAL_CLS);
     m->sep = phrex_wordpiece_special(m->tokenizer, PHREX_SPECIAL_SEP);
