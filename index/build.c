@@ -211,10 +211,28 @@ static int fingerprint_mismatch(const builder *B, const char *stored, size_t len
 
 // --- the dump folder --------------------------------------------------------
 
+// mkdir -p for the parents of path, so that --out out/dumps/x works on a
+// fresh checkout. The last component is left to prepare_dir.
+static int make_parents(const char *path) {
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return phrex_fail(PHREX_ERR_INPUT, "%s: path too long", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return phrex_fail(PHREX_ERR_IO, "%s: cannot create: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    return PHREX_OK;
+}
+
 // Creates dir, or accepts it when it is empty or holds a phrex dump (in
 // progress or complete); refuses anything else so that a typo in --out does
 // not scribble into an unrelated folder.
 static int prepare_dir(builder *B) {
+    int rc = make_parents(B->dir);
+    if (rc) return rc;
     if (mkdir(B->dir, 0755) == 0) return PHREX_OK;
     if (errno != EEXIST) return phrex_fail(PHREX_ERR_IO, "%s: cannot create: %s", B->dir, strerror(errno));
     DIR *d = opendir(B->dir);
