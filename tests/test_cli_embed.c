@@ -196,11 +196,21 @@ static void test_batching_does_not_change_output(void **state) {
     free(input);
 }
 
-static void expect_failure(const char *args, const char *input, size_t len, int status, const char *needle) {
+// Runs embed on input that must fail with `status` and `needle` in stderr,
+// after writing exactly `lines_before` results (the lines before the bad one).
+static void expect_failure_after(const char *args, const char *input, size_t len, int status, const char *needle,
+                                 int lines_before) {
     run_result r = run_embed(args, input, len);
     if (r.status != status || !strstr(r.err, needle))
         fail_msg("phrex embed %s: status %d (want %d), stderr: %s (want '%s')", args, r.status, status, r.err, needle);
+    int lines = 0;
+    for (const char *p = r.out; (p = strchr(p, '\n')); p++) lines++;
+    assert_int_equal(lines, lines_before);
     run_free(&r);
+}
+
+static void expect_failure(const char *args, const char *input, size_t len, int status, const char *needle) {
+    expect_failure_after(args, input, len, status, needle, 0);
 }
 
 // A string literal and its length, embedded NUL bytes included.
@@ -208,10 +218,10 @@ static void expect_failure(const char *args, const char *input, size_t len, int 
 
 static void test_bad_input_names_the_line(void **state) {
     (void)state;
-    expect_failure("", LITERAL("fine\n\nnext\n"), 1, "stdin:2: empty");
-    expect_failure("", LITERAL("fine\n \t \n"), 1, "stdin:2: empty");
-    expect_failure("", LITERAL("ok\nbad \xff\xfe here\n"), 1, "stdin:2: invalid UTF-8 at byte 4");
-    expect_failure("", LITERAL("ok\nok\nnul\0inside\n"), 1, "stdin:3: NUL byte at byte 3");
+    expect_failure_after("", LITERAL("fine\n\nnext\n"), 1, "stdin:2: empty", 1);
+    expect_failure_after("", LITERAL("fine\n \t \n"), 1, "stdin:2: empty", 1);
+    expect_failure_after("", LITERAL("ok\nbad \xff\xfe here\n"), 1, "stdin:2: invalid UTF-8 at byte 4", 1);
+    expect_failure_after("", LITERAL("ok\nok\nnul\0inside\n"), 1, "stdin:3: NUL byte at byte 3", 2);
     char *long_line = malloc(6001);
     for (int i = 0; i < 600; i++) memcpy(long_line + 10 * i, "paragraph ", 10);
     long_line[5999] = '\n';

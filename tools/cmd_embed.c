@@ -5,7 +5,8 @@
 //             last hidden state of every token, [CLS] and [SEP] included
 //             (their offsets are -1); start/end are byte offsets in the line.
 // Lines are packed into batches of up to --batch-tokens tokens with no
-// padding. The first bad line stops the run with its line number.
+// padding. The first bad line stops the run with its line number, after the
+// lines before it have been written.
 #include "tools/cli.h"
 #include "tools/cli_util.h"
 
@@ -173,7 +174,10 @@ static int embed_stream(phrex_embedder *e, const embed_options *o, embed_batch *
         phrex_tokens_clear(&line_tokens);
         if ((rc = check_line(line, &len)) ||
             (rc = phrex_embedder_tokenize(e, line, len, o->truncate, &line_tokens, &n_added))) {
+            // Every line before the bad one still gets its output.
             rc = phrex_fail_context(rc, "stdin:%ld", line_number);
+            int flushed = flush_batch(b, e, o);
+            rc = flushed ? flushed : rc;
             break;
         }
         if (b->tokens.n + n_added > o->batch_tokens || b->n_lines == b->max_lines)
