@@ -8,5 +8,6 @@ int cmd_build(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_ask(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_train_phrase(int argc, char **argv);
 
 #endif

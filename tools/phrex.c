@@ -17,6 +17,7 @@ static const phrex_command commands[] = {
     {"merge", cmd_merge, "merge dumps of parts of a corpus into one dump"},
     {"ask", cmd_ask, "answer questions over a dump (prompt, or JSON lines from a pipe)"},
     {"eval", cmd_eval, "answer a QA file and report EM, F1, passage recall@k and latency"},
+    {"train-phrase", cmd_train_phrase, "train phrase and query encoders on SQuAD (DensePhrases), resumable"},
 };
 
 static void print_usage(FILE *f) {
