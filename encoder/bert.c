@@ -355,36 +355,6 @@ typedef struct {
 
 static float *slot(const phrex_encoder *e, int i) { return e->slots + (size_t)i * e->slot_floats; }
 
-static int check_inputs(phrex_encoder *e, const int32_t *ids, const int32_t *type_ids, const int32_t *seq_lens,
-                        int n_seqs, int *n_tokens) {
-    const phrex_bert_config *c = &e->model->config;
-    if (n_seqs < 0 || n_seqs > e->max_tokens)
-        return phrex_fail(PHREX_ERR_INPUT, "phrex_encoder_forward: n_seqs is %d, expected 0..%d (max_tokens)", n_seqs,
-                          e->max_tokens);
-    int64_t total = 0;
-    for (int s = 0; s < n_seqs; s++) {
-        if (seq_lens[s] < 1 || seq_lens[s] > c->max_position_embeddings)
-            return phrex_fail(PHREX_ERR_INPUT,
-                              "phrex_encoder_forward: sequence %d has %d tokens, expected 1..%d "
-                              "(max_position_embeddings)",
-                              s, seq_lens[s], c->max_position_embeddings);
-        total += seq_lens[s];
-    }
-    if (total > e->max_tokens)
-        return phrex_fail(PHREX_ERR_INPUT, "phrex_encoder_forward: %lld tokens in the batch, the encoder holds %d",
-                          (long long)total, e->max_tokens);
-    for (int64_t i = 0; i < total; i++) {
-        if (ids[i] < 0 || ids[i] >= c->vocab_size)
-            return phrex_fail(PHREX_ERR_INPUT, "phrex_encoder_forward: token %lld has id %d, vocabulary is 0..%d",
-                              (long long)i, ids[i], c->vocab_size - 1);
-        if (type_ids && (type_ids[i] < 0 || type_ids[i] >= c->type_vocab_size))
-            return phrex_fail(PHREX_ERR_INPUT, "phrex_encoder_forward: token %lld has type id %d, expected 0..%d",
-                              (long long)i, type_ids[i], c->type_vocab_size - 1);
-    }
-    *n_tokens = (int)total;
-    return PHREX_OK;
-}
-
 // Sequence offsets and per-token positions, so that the token-wise phase can
 // work on any row range without knowing where sequences start.
 static void index_sequences(phrex_encoder *e, const int32_t *seq_lens, int n_seqs) {
@@ -544,7 +514,9 @@ int phrex_encoder_forward(phrex_encoder *enc, const int32_t *ids, const int32_t 
     if (!enc || (n_seqs > 0 && (!ids || !seq_lens || !out)))
         return phrex_fail(PHREX_ERR_INPUT, "phrex_encoder_forward: NULL encoder, ids, seq_lens or out");
     int n_tokens = 0;
-    int rc = check_inputs(enc, ids, type_ids, seq_lens, n_seqs, &n_tokens);
+    int rc = phrex_bert_check_packed(&enc->model->config, "phrex_encoder_forward", ids, type_ids, seq_lens, n_seqs, 0,
+                                     enc->model->config.max_position_embeddings, "max_position_embeddings",
+                                     enc->max_tokens, &n_tokens);
     if (rc || n_seqs == 0) return rc;
     index_sequences(enc, seq_lens, n_seqs);
     int threads = omp_get_max_threads();

@@ -129,3 +129,31 @@ int phrex_bert_config_read(phrex_bert_config *cfg, const char *path) {
     free(text);
     return rc;
 }
+
+int phrex_bert_check_packed(const phrex_bert_config *c, const char *who, const int32_t *ids, const int32_t *type_ids,
+                            const int32_t *seq_lens, int n_seqs, int min_seqs, int max_seq, const char *max_seq_name,
+                            int max_tokens, int *n_tokens) {
+    if (n_seqs < min_seqs || n_seqs > max_tokens)
+        return phrex_fail(PHREX_ERR_INPUT, "%s: n_seqs is %d, expected %d..%d (max_tokens)", who, n_seqs, min_seqs,
+                          max_tokens);
+    int64_t total = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        if (seq_lens[s] < 1 || seq_lens[s] > max_seq)
+            return phrex_fail(PHREX_ERR_INPUT, "%s: sequence %d has %d tokens, expected 1..%d (%s)", who, s,
+                              seq_lens[s], max_seq, max_seq_name);
+        total += seq_lens[s];
+    }
+    if (total > max_tokens)
+        return phrex_fail(PHREX_ERR_INPUT, "%s: %lld tokens in the batch, the workspace holds %d", who,
+                          (long long)total, max_tokens);
+    for (int64_t i = 0; i < total; i++) {
+        if (ids[i] < 0 || ids[i] >= c->vocab_size)
+            return phrex_fail(PHREX_ERR_INPUT, "%s: token %lld has id %d, vocabulary is 0..%d", who, (long long)i,
+                              ids[i], c->vocab_size - 1);
+        if (type_ids && (type_ids[i] < 0 || type_ids[i] >= c->type_vocab_size))
+            return phrex_fail(PHREX_ERR_INPUT, "%s: token %lld has type id %d, expected 0..%d", who, (long long)i,
+                              type_ids[i], c->type_vocab_size - 1);
+    }
+    *n_tokens = (int)total;
+    return PHREX_OK;
+}

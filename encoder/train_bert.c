@@ -411,34 +411,6 @@ int phrex_train_encoder_set_dropout(phrex_train_encoder *e, float hidden_p, floa
 // Forward and backward
 // ============================================================================
 
-static int check_batch(const phrex_train_encoder *e, const int32_t *ids, const int32_t *type_ids,
-                       const int32_t *seq_lens, int n_seqs, int *n_tokens) {
-    const phrex_bert_config *c = &e->model->config;
-    if (n_seqs < 1 || n_seqs > e->max_tokens)
-        return phrex_fail(PHREX_ERR_INPUT, "phrex_train_encoder_forward: n_seqs is %d, expected 1..%d", n_seqs,
-                          e->max_tokens);
-    int64_t total = 0;
-    for (int s = 0; s < n_seqs; s++) {
-        if (seq_lens[s] < 1 || seq_lens[s] > e->max_seq)
-            return phrex_fail(PHREX_ERR_INPUT, "phrex_train_encoder_forward: sequence %d has %d tokens, expected 1..%d",
-                              s, seq_lens[s], e->max_seq);
-        total += seq_lens[s];
-    }
-    if (total > e->max_tokens)
-        return phrex_fail(PHREX_ERR_INPUT, "phrex_train_encoder_forward: %lld tokens, the workspace holds %d",
-                          (long long)total, e->max_tokens);
-    for (int64_t i = 0; i < total; i++) {
-        if (ids[i] < 0 || ids[i] >= c->vocab_size)
-            return phrex_fail(PHREX_ERR_INPUT, "phrex_train_encoder_forward: token %lld has id %d, vocabulary is 0..%d",
-                              (long long)i, ids[i], c->vocab_size - 1);
-        if (type_ids && (type_ids[i] < 0 || type_ids[i] >= c->type_vocab_size))
-            return phrex_fail(PHREX_ERR_INPUT, "phrex_train_encoder_forward: token %lld has type id %d, expected 0..%d",
-                              (long long)i, type_ids[i], c->type_vocab_size - 1);
-    }
-    *n_tokens = (int)total;
-    return PHREX_OK;
-}
-
 // Copies the inputs and indexes the sequences (positions, offsets).
 static phrex_train_packing keep_inputs(phrex_train_encoder *e, const int32_t *ids, const int32_t *type_ids,
                                        const int32_t *seq_lens, int n_seqs, int n_tokens) {
@@ -534,7 +506,8 @@ int phrex_train_encoder_forward(phrex_train_encoder *e, const int32_t *ids, cons
     if (!e || !ids || !seq_lens || !out)
         return phrex_fail(PHREX_ERR_INPUT, "phrex_train_encoder_forward: NULL workspace, ids, seq_lens or out");
     int N = 0;
-    int rc = check_batch(e, ids, type_ids, seq_lens, n_seqs, &N);
+    int rc = phrex_bert_check_packed(&e->model->config, "phrex_train_encoder_forward", ids, type_ids, seq_lens, n_seqs,
+                                     1, e->max_seq, "the workspace's max_seq", e->max_tokens, &N);
     if (rc) return rc;
     const phrex_train_bert *m = e->model;
     const phrex_bert_config *c = &m->config;
