@@ -18,14 +18,13 @@
 #include "common/error.h"
 #include "data/corpus.h"
 #include "data/metrics.h"
+#include "tests/support/test_support.h"
 
 #include <cjson/cJSON.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define ARTICLES PHREX_SHARED_DIR "/data/wikipedia/densephrases-sample/articles.json"
@@ -40,101 +39,38 @@ static struct {
     char tmp[256], corpus[300], dump[300];
 } g;
 
-typedef struct {
-    int status;
-    char *out, *err;
-    size_t out_len;
-} run_result;
+typedef test_run_result run_result;
 
 // --- helpers --------------------------------------------------------------------
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) n = 0;
-    if (buf) buf[n] = '\0';
-    fclose(f);
-    if (len) *len = (size_t)n;
-    return buf;
-}
-
-static void write_bytes(const char *path, const char *data, size_t len) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
-}
-
-static void path_in(char *out, size_t cap, const char *dir, const char *name) {
-    assert_true(snprintf(out, cap, "%s/%s", dir, name) < (int)cap);
-}
-
 // Runs `phrex ARGS < stdin_path` with stdout and stderr captured.
 static run_result run_cli(const char *args, const char *stdin_path) {
-    char cmd[4096], out[512], err[512];
-    path_in(out, sizeof out, g.tmp, "stdout");
-    path_in(err, sizeof err, g.tmp, "stderr");
-    snprintf(cmd, sizeof cmd, "'%s' %s < '%s' > '%s' 2> '%s'", PHREX_CLI, args, stdin_path ? stdin_path : "/dev/null",
-             out, err);
-    int status = system(cmd);
-    run_result r = {WIFEXITED(status) ? WEXITSTATUS(status) : -1, NULL, NULL, 0};
-    r.out = slurp(out, &r.out_len);
-    r.err = slurp(err, NULL);
-    assert_non_null(r.out);
-    assert_non_null(r.err);
-    return r;
-}
-
-static void free_run(run_result *r) {
-    free(r->out);
-    free(r->err);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' %s", PHREX_CLI, args);
+    return test_run_command(cmd, stdin_path, g.tmp);
 }
 
 static int write_corpus(const char *path) {
     static const int answer_paragraphs[] = {0, 41, 90};
-    FILE *f = fopen(path, "w");
-    phrex_corpus *c;
-    if (!f || phrex_corpus_init(&c, ARTICLES, NULL)) return -1;
-    fprintf(f, "id\ttext\ttitle\n");
-    phrex_passage p;
-    int has;
-    for (int i = 0; phrex_corpus_next(c, &p, &has) == PHREX_OK && has; i++) {
-        int take = i < FIRST_PASSAGES;
-        for (size_t a = 0; a < 3; a++) take |= i == answer_paragraphs[a];
-        if (!take) continue;
-        for (char *s = (char *)p.text; *s; s++)
-            if (*s == '"' || *s == '\t' || *s == '\n' || *s == '\r') *s = ' ';
-        fprintf(f, "p%d\t%s\t%s\n", i, p.text, p.title);
-    }
-    phrex_corpus_free(c);
-    return fclose(f) == 0 ? 0 : -1;
+    return test_write_corpus(path, ARTICLES, FIRST_PASSAGES, answer_paragraphs, 3);
 }
 
 static int setup(void **state) {
     (void)state;
     snprintf(g.tmp, sizeof g.tmp, "/tmp/phrex-test-ask-XXXXXX");
-    if (!mkdtemp(g.tmp)) return -1;
+    if (test_make_tmpdir(g.tmp)) return -1;
     snprintf(g.corpus, sizeof g.corpus, "%s/corpus.tsv", g.tmp);
     snprintf(g.dump, sizeof g.dump, "%s/dump", g.tmp);
     if (write_corpus(g.corpus)) return -1;
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "'%s' build --corpus '%s' --out '%s' --index-factory Flat --threads 1 --quiet >/dev/null",
              PHREX_CLI, g.corpus, g.dump);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_run_shell(cmd) == 0 ? 0 : -1;
 }
 
 static int teardown(void **state) {
     (void)state;
-    nftw(g.tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_remove_tree(g.tmp);
     return 0;
 }
 
@@ -190,7 +126,7 @@ static void test_ask_pipe_json(void **state) {
                                      "how many goals scored ronaldo in 2014-2015 season",
                                      "who plays william boldwood in far from the madding crowd"};
     char in[512], args[1024];
-    path_in(in, sizeof in, g.tmp, "questions.txt");
+    test_join_path(in, sizeof in, g.tmp, "questions.txt");
     FILE *f = fopen(in, "w");
     assert_non_null(f);
     for (int i = 0; i < 3; i++) fprintf(f, "%s\n", qs[i]);
@@ -205,7 +141,7 @@ static void test_ask_pipe_json(void **state) {
         assert_int_equal(field(lines[i], "line")->valueint, i + 1);
         cJSON_Delete(lines[i]);
     }
-    free_run(&r);
+    test_free_run(&r);
 }
 
 static void test_ask_bad_lines(void **state) {
@@ -222,8 +158,8 @@ static void test_ask_bad_lines(void **state) {
     memcpy(buf + n, tail, sizeof tail - 1);
     n += sizeof tail - 1;
     char in[512], args[1024];
-    path_in(in, sizeof in, g.tmp, "bad.txt");
-    write_bytes(in, buf, n);
+    test_join_path(in, sizeof in, g.tmp, "bad.txt");
+    test_write_file(in, buf, n);
     free(buf);
     snprintf(args, sizeof args, "ask --dump '%s' --top-k 2", g.dump);
     run_result r = run_cli(args, in);
@@ -248,14 +184,14 @@ static void test_ask_bad_lines(void **state) {
     assert_non_null(strstr(r.err, "stdin:5: NUL byte"));
     assert_non_null(strstr(r.err, "4 of 7 lines had errors"));
     for (int i = 0; i < 7; i++) cJSON_Delete(lines[i]);
-    free_run(&r);
+    test_free_run(&r);
 }
 
 static void test_ask_units(void **state) {
     (void)state;
     char in[512], args[1024];
-    path_in(in, sizeof in, g.tmp, "one.txt");
-    write_bytes(in, "who won season 4 of america's got talent\n", 41);
+    test_join_path(in, sizeof in, g.tmp, "one.txt");
+    test_write_file(in, "who won season 4 of america's got talent\n", 41);
     snprintf(args, sizeof args, "ask --dump '%s' --unit passage --top-k 5", g.dump);
     run_result r = run_cli(args, in);
     assert_int_equal(r.status, 0);
@@ -273,18 +209,18 @@ static void test_ask_units(void **state) {
                                     cJSON_GetStringValue(field(b, "passage_id")));
     }
     cJSON_Delete(line);
-    free_run(&r);
+    test_free_run(&r);
     snprintf(args, sizeof args, "ask --dump '%s' --unit paragraph", g.dump);
     r = run_cli(args, in);
     assert_int_equal(r.status, 2);
     assert_non_null(strstr(r.err, "unknown unit 'paragraph'"));
-    free_run(&r);
+    test_free_run(&r);
 }
 
 // --- eval -----------------------------------------------------------------------------
 
 static cJSON *read_json(const char *path) {
-    char *text = slurp(path, NULL);
+    char *text = test_read_file(path, NULL);
     assert_non_null(text);
     cJSON *j = cJSON_Parse(text);
     free(text);
@@ -294,7 +230,7 @@ static cJSON *read_json(const char *path) {
 
 static void check_summary(const char *dir, int n, double *em) {
     char path[512];
-    path_in(path, sizeof path, dir, "summary.json");
+    test_join_path(path, sizeof path, dir, "summary.json");
     cJSON *s = read_json(path);
     static const char *const percents[] = {"em", "f1", "recall_at_1", "recall_at_5", "recall_at_20", "recall_at_100"};
     for (size_t i = 0; i < 6; i++) {
@@ -315,8 +251,8 @@ static void check_summary(const char *dir, int n, double *em) {
 // EM from predictions.jsonl, by hand; fills the predictions' text.
 static double em_by_hand(const char *dir, int n, char preds[][256]) {
     char path[512];
-    path_in(path, sizeof path, dir, "predictions.jsonl");
-    run_result r = {0, slurp(path, NULL), NULL, 0};
+    test_join_path(path, sizeof path, dir, "predictions.jsonl");
+    run_result r = {0, test_read_file(path, NULL), NULL, 0, 0};
     assert_non_null(r.out);
     cJSON *lines[8];
     assert_int_equal(parse_lines(&r, lines, 8), n);
@@ -344,19 +280,19 @@ static double em_by_hand(const char *dir, int n, char preds[][256]) {
 static void test_eval_sample_questions(void **state) {
     (void)state;
     char out1[512], out2[512], args[2048];
-    path_in(out1, sizeof out1, g.tmp, "eval1");
-    path_in(out2, sizeof out2, g.tmp, "eval2");
+    test_join_path(out1, sizeof out1, g.tmp, "eval1");
+    test_join_path(out2, sizeof out2, g.tmp, "eval2");
     snprintf(args, sizeof args, "eval --dump '%s' --qa '%s' --out '%s' --threads 2", g.dump, QUESTIONS, out2);
     run_result r = run_cli(args, NULL);
     if (r.status) fail_msg("eval failed: %s", r.err);
     assert_non_null(strstr(r.out, "EM (%)"));
     assert_non_null(strstr(r.out, "passage recall@100"));
     assert_string_equal(r.err, ""); // quiet in pipes
-    free_run(&r);
+    test_free_run(&r);
     snprintf(args, sizeof args, "eval --dump '%s' --qa '%s' --out '%s' --threads 1", g.dump, QUESTIONS, out1);
     r = run_cli(args, NULL);
     assert_int_equal(r.status, 0);
-    free_run(&r);
+    test_free_run(&r);
     double em1, em2;
     char p1[3][256], p2[3][256];
     check_summary(out1, 3, &em1);
@@ -369,79 +305,71 @@ static void test_eval_sample_questions(void **state) {
 static void test_eval_limit_and_errors(void **state) {
     (void)state;
     char out[512], args[2048];
-    path_in(out, sizeof out, g.tmp, "eval-limit");
+    test_join_path(out, sizeof out, g.tmp, "eval-limit");
     snprintf(args, sizeof args, "eval --dump '%s' --qa '%s' --out '%s' --limit 2", g.dump, QUESTIONS, out);
     run_result r = run_cli(args, NULL);
     assert_int_equal(r.status, 0);
-    free_run(&r);
+    test_free_run(&r);
     double em;
     check_summary(out, 2, &em);
     snprintf(args, sizeof args, "eval --dump '%s'", g.dump);
     r = run_cli(args, NULL);
     assert_int_equal(r.status, 2);
     assert_non_null(strstr(r.err, "--qa are required"));
-    free_run(&r);
+    test_free_run(&r);
     snprintf(args, sizeof args, "eval --dump '%s' --qa '%s/missing.jsonl'", g.dump, g.tmp);
     r = run_cli(args, NULL);
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.err, "missing.jsonl"));
-    free_run(&r);
+    test_free_run(&r);
 }
 
 // --- refusals ---------------------------------------------------------------------------
-
-static void copy_file(const char *src, const char *dst) {
-    size_t n;
-    char *data = slurp(src, &n);
-    assert_non_null(data);
-    write_bytes(dst, data, n);
-    free(data);
-}
 
 static void copy_dump(const char *dst) {
     static const char *const files[] = {"manifest.json", "index.faiss", "meta.mdb"};
     assert_int_equal(mkdir(dst, 0755), 0);
     for (int i = 0; i < 3; i++) {
         char a[512], b[512];
-        path_in(a, sizeof a, g.dump, files[i]);
-        path_in(b, sizeof b, dst, files[i]);
-        copy_file(a, b);
+        test_join_path(a, sizeof a, g.dump, files[i]);
+        test_join_path(b, sizeof b, dst, files[i]);
+        test_copy_file(a, b);
     }
 }
 
 // Both commands refuse the dump with a message holding `expect`.
 static void expect_refusal(const char *dump, const char *extra, const char *expect) {
     char args[2048], in[512];
-    path_in(in, sizeof in, g.tmp, "one.txt");
-    write_bytes(in, "who won\n", 8);
+    test_join_path(in, sizeof in, g.tmp, "one.txt");
+    test_write_file(in, "who won\n", 8);
     snprintf(args, sizeof args, "ask --dump '%s' %s", dump, extra);
     run_result r = run_cli(args, in);
     assert_int_equal(r.status, 1);
     if (!strstr(r.err, expect)) fail_msg("ask: expected '%s' in: %s", expect, r.err);
     assert_int_equal(r.out_len, 0);
-    free_run(&r);
+    test_free_run(&r);
     snprintf(args, sizeof args, "eval --dump '%s' --qa '%s' %s", dump, QUESTIONS, extra);
     r = run_cli(args, NULL);
     assert_int_equal(r.status, 1);
     if (!strstr(r.err, expect)) fail_msg("eval: expected '%s' in: %s", expect, r.err);
-    free_run(&r);
+    test_free_run(&r);
 }
 
 static void test_refusals(void **state) {
     (void)state;
     char bad[512], path[600];
-    path_in(bad, sizeof bad, g.tmp, "nowhere");
+    test_join_path(bad, sizeof bad, g.tmp, "nowhere");
     expect_refusal(bad, "", "manifest.json");
     // Truncated index.
-    path_in(bad, sizeof bad, g.tmp, "truncated");
+    test_join_path(bad, sizeof bad, g.tmp, "truncated");
     copy_dump(bad);
-    path_in(path, sizeof path, bad, "index.faiss");
+    test_join_path(path, sizeof path, bad, "index.faiss");
     assert_int_equal(truncate(path, 1000), 0);
     expect_refusal(bad, "", "truncated");
     // Corrupt index: same size, one byte changed.
-    path_in(bad, sizeof bad, g.tmp, "corrupt");
+    test_join_path(bad, sizeof bad, g.tmp, "corrupt");
     copy_dump(bad);
-    path_in(path, sizeof path, bad, "index.faiss");
+    test_join_path(path, sizeof path, bad, "index.faiss");
     FILE *f = fopen(path, "r+b");
     assert_non_null(f);
     fseek(f, -100, SEEK_END);
@@ -452,16 +380,16 @@ static void test_refusals(void **state) {
     expect_refusal(bad, "", "corrupt");
     // Another model: the base model with another tokenizer_config.json.
     char model[512], link[600];
-    path_in(model, sizeof model, g.tmp, "other-model");
+    test_join_path(model, sizeof model, g.tmp, "other-model");
     assert_int_equal(mkdir(model, 0755), 0);
     static const char *const files[] = {"config.json", "model.safetensors", "vocab.txt"};
     for (int i = 0; i < 3; i++) {
-        path_in(link, sizeof link, model, files[i]);
-        path_in(path, sizeof path, PHREX_BASE_MODEL_DIR, files[i]);
+        test_join_path(link, sizeof link, model, files[i]);
+        test_join_path(path, sizeof path, PHREX_BASE_MODEL_DIR, files[i]);
         assert_int_equal(symlink(path, link), 0);
     }
-    path_in(path, sizeof path, model, "tokenizer_config.json");
-    write_bytes(path, "{\"do_lower_case\": true, \"model_max_length\": 128}", 48);
+    test_join_path(path, sizeof path, model, "tokenizer_config.json");
+    test_write_file(path, "{\"do_lower_case\": true, \"model_max_length\": 128}", 48);
     char extra[700];
     snprintf(extra, sizeof extra, "--model '%s'", model);
     expect_refusal(g.dump, extra, "another model");
@@ -474,11 +402,11 @@ static void test_ask_usage(void **state) {
     run_result r = run_cli("ask", NULL);
     assert_int_equal(r.status, 2);
     assert_non_null(strstr(r.err, "--dump is required"));
-    free_run(&r);
+    test_free_run(&r);
     r = run_cli("ask --help", NULL);
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "--unit"));
-    free_run(&r);
+    test_free_run(&r);
 }
 
 int main(void) {

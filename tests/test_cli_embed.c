@@ -10,13 +10,13 @@
 
 #include "common/error.h"
 #include "encoder/embedder.h"
+#include "tests/support/test_support.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 static char tmpdir[] = "/tmp/phrex-test-embed-XXXXXX";
@@ -31,45 +31,15 @@ static const char *const sentences[] = {
 };
 enum { N_SENTENCES = sizeof sentences / sizeof sentences[0] };
 
-typedef struct {
-    int status;   // exit status, or -1 when killed by a signal
-    char *out;    // stdout
-    char *err;    // stderr
-} run_result;
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
+typedef test_run_result run_result;
 
 // Runs `phrex embed ARGS` with `input` (len bytes) on stdin.
 static run_result run_embed(const char *args, const char *input, size_t len) {
-    char in[512], out[512], err[512], cmd[2048];
-    snprintf(in, sizeof in, "%s/in", tmpdir);
-    snprintf(out, sizeof out, "%s/out", tmpdir);
-    snprintf(err, sizeof err, "%s/err", tmpdir);
-    FILE *f = fopen(in, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(input, 1, len, f), len);
-    fclose(f);
-    snprintf(cmd, sizeof cmd, "'%s' embed --model '%s' %s < '%s' > '%s' 2> '%s'", PHREX_CLI, PHREX_BASE_MODEL_DIR,
-             args, in, out, err);
-    int status = system(cmd);
-    run_result r = {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
-    return r;
-}
-
-static void run_free(run_result *r) {
-    free(r->out);
-    free(r->err);
+    char in[512], cmd[2048];
+    test_join_path(in, sizeof in, tmpdir, "in");
+    test_write_file(in, input, len);
+    snprintf(cmd, sizeof cmd, "'%s' embed --model '%s' %s", PHREX_CLI, PHREX_BASE_MODEL_DIR, args);
+    return test_run_command(cmd, in, tmpdir);
 }
 
 static char *join_lines(const char *const *lines, int n, int repeat) {
@@ -133,7 +103,7 @@ static void test_vectors_equal_library(void **state) {
     assert_int_equal(*line, '\0'); // exactly one output line per input line
     free(v);
     phrex_embedder_free(e);
-    run_free(&r);
+    test_free_run(&r);
     free(input);
 }
 
@@ -166,7 +136,7 @@ static void test_token_offsets_slice_input(void **state) {
     }
     assert_true(n >= 10);
     cJSON_Delete(obj);
-    run_free(&r);
+    test_free_run(&r);
 }
 
 // Packing lines into small batches must not change any vector.
@@ -191,8 +161,8 @@ static void test_batching_does_not_change_output(void **state) {
         a = na + 1, b = nb + 1, lines++;
     }
     assert_int_equal(lines, 4 * 40);
-    run_free(&big);
-    run_free(&small);
+    test_free_run(&big);
+    test_free_run(&small);
     free(input);
 }
 
@@ -206,7 +176,7 @@ static void expect_failure_after(const char *args, const char *input, size_t len
     int lines = 0;
     for (const char *p = r.out; (p = strchr(p, '\n')); p++) lines++;
     assert_int_equal(lines, lines_before);
-    run_free(&r);
+    test_free_run(&r);
 }
 
 static void expect_failure(const char *args, const char *input, size_t len, int status, const char *needle) {
@@ -229,7 +199,7 @@ static void test_bad_input_names_the_line(void **state) {
     run_result r = run_embed("--truncate", long_line, 6000);
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "\"line\":1"));
-    run_free(&r);
+    test_free_run(&r);
     free(long_line);
 }
 
@@ -245,14 +215,12 @@ static void test_bad_usage(void **state) {
 
 static int setup(void **state) {
     (void)state;
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return test_make_tmpdir(tmpdir);
 }
 
 static int teardown(void **state) {
     (void)state;
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_remove_tree(tmpdir) == 0 ? 0 : -1;
 }
 
 int main(void) {

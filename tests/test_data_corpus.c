@@ -8,14 +8,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/error.h"
+#include "tests/support/test_support.h"
 #include "data/corpus.h"
 
 #define DATA PHREX_SHARED_DIR "/data/"
@@ -25,13 +24,7 @@
 
 #define FNV_OFFSET 1469598103934665603ull
 
-static uint64_t fnv_mix(uint64_t h, const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
+static uint64_t fnv_mix(uint64_t h, const char *s, size_t n) { return test_hash_bytes(h, s, n); }
 
 static uint64_t fnv(const char *s) { return fnv_mix(FNV_OFFSET, s, strlen(s)); }
 
@@ -47,40 +40,19 @@ static uint64_t mix_passage(uint64_t h, const phrex_passage *p) {
 
 static char tmp_dir[64];
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 static int make_tmp(void **state) {
     (void)state;
     strcpy(tmp_dir, "/tmp/phrex_test_corpus_XXXXXX");
-    return mkdtemp(tmp_dir) ? 0 : -1;
+    return test_make_tmpdir(tmp_dir);
 }
 
 static int remove_tmp(void **state) {
     (void)state;
-    return nftw(tmp_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return test_remove_tree(tmp_dir);
 }
 
-// Writes `content` to tmp_dir/name (creating its folders) and
-// returns the path (static storage, one per call slot).
-static const char *write_tmp(const char *name, const char *content) {
-    static char paths[8][256];
-    static int slot;
-    char *path = paths[slot++ % 8];
-    snprintf(path, 256, "%s/%s", tmp_dir, name);
-    for (char *slash = path + strlen(tmp_dir) + 1; (slash = strchr(slash, '/')) != NULL; slash++) {
-        *slash = '\0';
-        mkdir(path, 0700);
-        *slash = '/';
-    }
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    fwrite(content, 1, strlen(content), fp);
-    fclose(fp);
-    return path;
-}
+// Writes `content` to tmp_dir/name and returns the path (static storage, one per call slot).
+static const char *write_tmp(const char *name, const char *content) { return test_write_text(tmp_dir, name, content); }
 
 // Reads every passage; returns the count, the digest, and the first error
 // code (0 when none) with its message in `error`.

@@ -9,6 +9,8 @@
 // cmocka after the standard headers it needs
 #include <cmocka.h>
 
+#include "tests/support/test_support.h"
+
 #include "common/error.h"
 #include "common/threads.h"
 #include "encoder/bert.h"
@@ -51,11 +53,7 @@ static fixture fx;
 static phrex_bert *model;
 static float *packed_out[2]; // see packed_output()
 
-static uint64_t fnv1a64(const unsigned char *p, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
+static uint64_t fnv1a64(const unsigned char *p, size_t n) { return test_hash_bytes(0xcbf29ce484222325ull, p, n); }
 
 static uint32_t u32_at(const unsigned char *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
 
@@ -100,16 +98,9 @@ static void pack_all(void) {
 }
 
 static void load_fixture(void) {
-    FILE *f = fopen(FIXTURE, "rb");
-    if (!f) fail_msg("%s: cannot open (run tools/make_encoder_fixture.py)", FIXTURE);
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    // 64-byte aligned so that the f32 arrays inside are aligned (every
-    // record is a multiple of 4 bytes and the header is 40).
-    assert_int_equal(posix_memalign((void **)&fx.bytes, 64, (size_t)size), 0);
-    assert_int_equal(fread(fx.bytes, 1, (size_t)size, f), (size_t)size);
-    fclose(f);
+    size_t n;
+    fx.bytes = test_read_fixture(FIXTURE, "tools/make_encoder_fixture.py", &n);
+    long size = (long)n;
     const unsigned char *h = fx.bytes;
     if (size < 40 || memcmp(h, "PHXENCPF", 8) != 0 || u32_at(h + 8) != 1)
         fail_msg("%s: not a version 1 encoder fixture", FIXTURE);

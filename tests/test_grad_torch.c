@@ -21,6 +21,8 @@
 // cmocka after the standard headers it needs
 #include <cmocka.h>
 
+#include "tests/support/test_support.h"
+
 #include "common/error.h"
 #include "encoder/train_bert.h"
 #include "encoder/train_rng.h"
@@ -53,11 +55,7 @@ static struct {
     fx_tensor *tensors;
 } fx;
 
-static uint64_t fnv1a64(const unsigned char *p, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
+static uint64_t fnv1a64(const unsigned char *p, size_t n) { return test_hash_bytes(0xcbf29ce484222325ull, p, n); }
 
 static uint32_t u32_at(const unsigned char *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
 
@@ -101,14 +99,9 @@ static int parse_body(const unsigned char *p, size_t left) {
 }
 
 static void load_fixture(void) {
-    FILE *f = fopen(FIXTURE, "rb");
-    if (!f) fail_msg("%s: cannot open (run tools/make_grad_fixture.py)", FIXTURE);
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    assert_int_equal(posix_memalign((void **)&fx.bytes, 64, (size_t)size), 0);
-    assert_int_equal(fread(fx.bytes, 1, (size_t)size, f), (size_t)size);
-    fclose(f);
+    size_t n;
+    fx.bytes = test_read_fixture(FIXTURE, "tools/make_grad_fixture.py", &n);
+    long size = (long)n;
     const unsigned char *h = fx.bytes;
     if (size < 48 || memcmp(h, "PHXGRADF", 8) != 0 || u32_at(h + 8) != 1)
         fail_msg("%s: not a version 1 gradient fixture", FIXTURE);

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "common/error.h"
+#include "tests/support/test_support.h"
 #include "data/corpus.h"
 #include "encoder/embedder.h"
 #include "index/build.h"
@@ -26,7 +27,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <faiss/c_api/Index_c.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,57 +57,15 @@ static struct {
 
 // --- helpers ------------------------------------------------------------------
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static void path_in(char *out, size_t cap, const char *dir, const char *name) {
-    assert_true(snprintf(out, cap, "%s/%s", dir, name) < (int)cap);
-}
-
-static void copy_file(const char *src, const char *dst) {
-    FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
-    assert_non_null(in);
-    assert_non_null(out);
-    char buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0) assert_int_equal(fwrite(buf, 1, n, out), n);
-    fclose(in);
-    assert_int_equal(fclose(out), 0);
-}
-
 static void copy_dump(const char *src, const char *dst) {
     static const char *const files[] = {"manifest.json", "index.faiss", "meta.mdb"};
     assert_int_equal(mkdir(dst, 0755), 0);
     for (size_t i = 0; i < 3; i++) {
         char a[512], b[512];
-        path_in(a, sizeof a, src, files[i]);
-        path_in(b, sizeof b, dst, files[i]);
-        copy_file(a, b);
+        test_join_path(a, sizeof a, src, files[i]);
+        test_join_path(b, sizeof b, dst, files[i]);
+        test_copy_file(a, b);
     }
-}
-
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
-static void write_all(const char *path, const char *data, size_t len) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
 }
 
 static void flip_byte(const char *path, long offset) {
@@ -211,7 +169,7 @@ static int build(const char *corpus, const char *out, const char *factory, phrex
 static int setup(void **state) {
     (void)state;
     snprintf(g.tmp, sizeof g.tmp, "/tmp/phrex-test-index-XXXXXX");
-    if (!mkdtemp(g.tmp)) return -1;
+    if (test_make_tmpdir(g.tmp)) return -1;
     snprintf(g.flat, sizeof g.flat, "%s/flat", g.tmp);
     snprintf(g.windowed, sizeof g.windowed, "%s/windowed", g.tmp);
     if (phrex_embedder_init(&g.emb, PHREX_BASE_MODEL_DIR, 1024)) return -1;
@@ -233,7 +191,7 @@ static int teardown(void **state) {
     (void)state;
     phrex_dump_free(g.flat_dump);
     phrex_embedder_free(g.emb);
-    nftw(g.tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_remove_tree(g.tmp);
     return 0;
 }
 
@@ -437,7 +395,7 @@ static void check_windowed_passage(phrex_dump *d, int64_t number, phrex_tokens *
 static void test_windows_batches_and_filter(void **state) {
     (void)state;
     char tsv[512];
-    path_in(tsv, sizeof tsv, g.tmp, "small.tsv");
+    test_join_path(tsv, sizeof tsv, g.tmp, "small.tsv");
     assert_int_equal(write_articles_tsv(tsv, 5, 1), 0);
     g.filter_calls = 0;
     // 64-token windows every 16 pieces, 256-token batches: the "long"
@@ -475,23 +433,23 @@ static void test_windows_batches_and_filter(void **state) {
 static void test_refuses_another_model(void **state) {
     (void)state;
     char dir[512], a[512], b[512];
-    path_in(dir, sizeof dir, g.tmp, "other-model");
+    test_join_path(dir, sizeof dir, g.tmp, "other-model");
     assert_int_equal(mkdir(dir, 0755), 0);
     const char *links[] = {"model.safetensors", "vocab.txt", "tokenizer_config.json"};
     for (int i = 0; i < 3; i++) {
-        path_in(a, sizeof a, PHREX_BASE_MODEL_DIR, links[i]);
-        path_in(b, sizeof b, dir, links[i]);
+        test_join_path(a, sizeof a, PHREX_BASE_MODEL_DIR, links[i]);
+        test_join_path(b, sizeof b, dir, links[i]);
         assert_int_equal(symlink(a, b), 0);
     }
     // Same weights, one changed config value: another model.
     size_t len;
-    path_in(a, sizeof a, PHREX_BASE_MODEL_DIR, "config.json");
-    char *config = read_all(a, &len);
+    test_join_path(a, sizeof a, PHREX_BASE_MODEL_DIR, "config.json");
+    char *config = test_load_file(a, &len);
     char *eps = strstr(config, "1e-12");
     assert_non_null(eps);
     memcpy(eps, "1e-11", 5);
-    path_in(b, sizeof b, dir, "config.json");
-    write_all(b, config, len);
+    test_join_path(b, sizeof b, dir, "config.json");
+    test_write_file(b, config, len);
     free(config);
     phrex_dump *d;
     assert_int_equal(phrex_dump_open(&d, g.flat, dir), PHREX_ERR_MISMATCH);
@@ -504,9 +462,9 @@ static void test_refuses_another_model(void **state) {
 static void test_refuses_a_damaged_index(void **state) {
     (void)state;
     char dir[512], index[512];
-    path_in(dir, sizeof dir, g.tmp, "damaged-index");
+    test_join_path(dir, sizeof dir, g.tmp, "damaged-index");
     copy_dump(g.flat, dir);
-    path_in(index, sizeof index, dir, "index.faiss");
+    test_join_path(index, sizeof index, dir, "index.faiss");
     struct stat st;
     assert_int_equal(stat(index, &st), 0);
     phrex_dump *d;
@@ -514,8 +472,8 @@ static void test_refuses_a_damaged_index(void **state) {
     assert_int_equal(phrex_dump_open(&d, dir, PHREX_BASE_MODEL_DIR), PHREX_ERR_FORMAT);
     assert_non_null(strstr(phrex_last_error(), "truncated"));
     char src[512];
-    path_in(src, sizeof src, g.flat, "index.faiss");
-    copy_file(src, index);
+    test_join_path(src, sizeof src, g.flat, "index.faiss");
+    test_copy_file(src, index);
     flip_byte(index, (long)(st.st_size / 2));
     assert_int_equal(phrex_dump_open(&d, dir, PHREX_BASE_MODEL_DIR), PHREX_ERR_FORMAT);
     assert_non_null(strstr(phrex_last_error(), "checksum mismatch"));
@@ -526,13 +484,13 @@ static void test_refuses_a_damaged_index(void **state) {
 static void test_refuses_a_damaged_lmdb(void **state) {
     (void)state;
     char dir[512], lmdb[512];
-    path_in(dir, sizeof dir, g.tmp, "damaged-lmdb");
+    test_join_path(dir, sizeof dir, g.tmp, "damaged-lmdb");
     copy_dump(g.flat, dir);
-    path_in(lmdb, sizeof lmdb, dir, "meta.mdb");
+    test_join_path(lmdb, sizeof lmdb, dir, "meta.mdb");
     phrex_dump_passage r;
     assert_int_equal(phrex_dump_get_passage(g.flat_dump, 3, &r), PHREX_OK);
     size_t len;
-    char *bytes = read_all(lmdb, &len);
+    char *bytes = test_load_file(lmdb, &len);
     char *at = memmem(bytes, len, r.text, 40); // passage 3's text, in a page
     assert_non_null(at);
     long offset = (long)(at - bytes) + 10;
@@ -545,7 +503,7 @@ static void test_refuses_a_damaged_lmdb(void **state) {
 
 static void rewrite_manifest(const char *path, const char *from, const char *to, int fix_checksum) {
     size_t len;
-    char *text = read_all(path, &len);
+    char *text = test_load_file(path, &len);
     char *at = strstr(text, from);
     assert_non_null(at);
     assert_int_equal(strlen(from), strlen(to));
@@ -557,17 +515,17 @@ static void rewrite_manifest(const char *path, const char *from, const char *to,
         phrex_hash64_hex(phrex_hash64(text, len, 0), hex);
         memcpy(digits, hex, 16);
     }
-    write_all(path, text, len);
+    test_write_file(path, text, len);
     free(text);
 }
 
 static void test_refuses_a_damaged_or_newer_manifest(void **state) {
     (void)state;
     char dir[512], manifest[512], src[512];
-    path_in(dir, sizeof dir, g.tmp, "damaged-manifest");
+    test_join_path(dir, sizeof dir, g.tmp, "damaged-manifest");
     copy_dump(g.flat, dir);
-    path_in(manifest, sizeof manifest, dir, "manifest.json");
-    path_in(src, sizeof src, g.flat, "manifest.json");
+    test_join_path(manifest, sizeof manifest, dir, "manifest.json");
+    test_join_path(src, sizeof src, g.flat, "manifest.json");
     phrex_dump *d;
     char from[64], to[64];
     snprintf(from, sizeof from, "\"passages\": %d", FLAT_PASSAGES);
@@ -575,7 +533,7 @@ static void test_refuses_a_damaged_or_newer_manifest(void **state) {
     rewrite_manifest(manifest, from, to, 0);
     assert_int_equal(phrex_dump_open(&d, dir, PHREX_BASE_MODEL_DIR), PHREX_ERR_FORMAT);
     assert_non_null(strstr(phrex_last_error(), "checksum mismatch"));
-    copy_file(src, manifest);
+    test_copy_file(src, manifest);
     rewrite_manifest(manifest, "\"version\": 1", "\"version\": 2", 1);
     assert_int_equal(phrex_dump_open(&d, dir, PHREX_BASE_MODEL_DIR), PHREX_ERR_FORMAT);
     assert_non_null(strstr(phrex_last_error(), "version 2"));
@@ -587,10 +545,10 @@ static void test_refuses_a_damaged_or_newer_manifest(void **state) {
 static void test_build_refuses_a_foreign_folder(void **state) {
     (void)state;
     char dir[512], file[512];
-    path_in(dir, sizeof dir, g.tmp, "foreign");
+    test_join_path(dir, sizeof dir, g.tmp, "foreign");
     assert_int_equal(mkdir(dir, 0755), 0);
-    path_in(file, sizeof file, dir, "notes.txt");
-    write_all(file, "mine\n", 5);
+    test_join_path(file, sizeof file, dir, "notes.txt");
+    test_write_file(file, "mine\n", 5);
     assert_int_equal(build(g.flat_corpus, dir, "Flat", PHREX_METRIC_INNER_PRODUCT, 384, 128, 4096, NULL), PHREX_ERR_INPUT);
     assert_non_null(strstr(phrex_last_error(), "not a phrex dump"));
 }
@@ -599,7 +557,7 @@ static void test_build_refuses_a_foreign_folder(void **state) {
 static void test_build_refuses_a_locked_folder(void **state) {
     (void)state;
     char dir[512];
-    path_in(dir, sizeof dir, g.tmp, "locked");
+    test_join_path(dir, sizeof dir, g.tmp, "locked");
     assert_int_equal(mkdir(dir, 0755), 0);
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
     assert_true(fd >= 0);

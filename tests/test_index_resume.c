@@ -13,12 +13,12 @@
 #include <cmocka.h>
 
 #include "common/error.h"
+#include "tests/support/test_support.h"
 #include "data/corpus.h"
 #include "index/dump.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,12 +44,7 @@ static struct {
     int dim;
 } g;
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static void remove_tree(const char *dir) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
+static void remove_tree(const char *dir) { test_remove_tree(dir); }
 
 static void out_dir(char *out, size_t cap, const char *name) {
     assert_true(snprintf(out, cap, "%s/%s", g.tmp, name) < (int)cap);
@@ -179,7 +174,7 @@ static void assert_same_as_reference(const char *dir) {
 static int setup(void **state) {
     (void)state;
     snprintf(g.tmp, sizeof g.tmp, "/tmp/phrex-test-resume-XXXXXX");
-    if (!mkdtemp(g.tmp)) return -1;
+    if (test_make_tmpdir(g.tmp)) return -1;
     snprintf(g.corpus, sizeof g.corpus, "%s/corpus.tsv", g.tmp);
     snprintf(g.ref, sizeof g.ref, "%s/reference", g.tmp);
     snprintf(g.log, sizeof g.log, "%s/stderr.log", g.tmp);

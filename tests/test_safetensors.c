@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "common/error.h"
+#include "tests/support/test_support.h"
 #include "encoder/bert.h"
 #include "encoder/bert_config.h"
 #include "encoder/safetensors.h"
@@ -31,10 +32,7 @@ static void path_of(char *out, size_t cap, const char *name) { snprintf(out, cap
 static void write_bytes(const char *name, const void *bytes, size_t n) {
     char path[256];
     path_of(path, sizeof path, name);
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(bytes, 1, n, f), n);
-    fclose(f);
+    test_write_file(path, bytes, n);
 }
 
 // A safetensors file: an 8-byte length (header_len, or strlen(header) when
@@ -483,14 +481,12 @@ static int setup(void **state) {
     (void)state;
     const char *base = getenv("TMPDIR");
     snprintf(tmpdir, sizeof tmpdir, "%s/phrex-st-XXXXXX", base && strlen(base) < 40 ? base : "/tmp");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return test_make_tmpdir(tmpdir);
 }
 
 static int teardown(void **state) {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir); // only our own mkdtemp dir
-    return system(cmd) == 0 ? 0 : -1;
+    return test_remove_tree(tmpdir) == 0 ? 0 : -1; // only our own mkdtemp dir
 }
 
 int main(void) {

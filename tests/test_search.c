@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "common/error.h"
+#include "tests/support/test_support.h"
 #include "data/corpus.h"
 #include "data/metrics.h"
 #include "index/build.h"
@@ -26,7 +27,6 @@
 #include "search/span_text.h"
 
 #include <ctype.h>
-#include <ftw.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -61,38 +61,18 @@ static struct {
 
 // --- fixtures -----------------------------------------------------------------
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 // The first FIRST_PASSAGES paragraphs of the sample corpus and those that
 // answer its three questions, as TSV (quotes, tabs, newlines made spaces).
 static int write_corpus(const char *path) {
     static const int answer_paragraphs[] = {41, 90, 92, 99};
-    FILE *f = fopen(path, "w");
-    phrex_corpus *c;
-    if (!f || phrex_corpus_init(&c, ARTICLES, NULL)) return -1;
-    fprintf(f, "id\ttext\ttitle\n");
-    phrex_passage p;
-    int has;
-    for (int i = 0; phrex_corpus_next(c, &p, &has) == PHREX_OK && has; i++) {
-        int take = i < FIRST_PASSAGES;
-        for (size_t a = 0; a < 4; a++) take |= i == answer_paragraphs[a];
-        if (!take) continue;
-        for (char *s = (char *)p.text; *s; s++)
-            if (*s == '"' || *s == '\t' || *s == '\n' || *s == '\r') *s = ' ';
-        fprintf(f, "p%d\t%s\t%s\n", i, p.text, p.title);
-    }
-    phrex_corpus_free(c);
-    return fclose(f) == 0 ? 0 : -1;
+    return test_write_corpus(path, ARTICLES, FIRST_PASSAGES, answer_paragraphs, 4);
 }
 
 static int build_with_cli(const char *corpus, const char *out, const char *factory) {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "'%s' build --corpus '%s' --out '%s' --index-factory %s --threads 1 --quiet >/dev/null",
              PHREX_CLI, corpus, out, factory);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_run_shell(cmd) == 0 ? 0 : -1;
 }
 
 // Keeps tokens whose second component is not negative (about half).
@@ -132,7 +112,7 @@ static int open_searcher(const char *dump, phrex_searcher **s) {
 static int setup(void **state) {
     (void)state;
     snprintf(g.tmp, sizeof g.tmp, "/tmp/phrex-test-search-XXXXXX");
-    if (!mkdtemp(g.tmp)) return -1;
+    if (test_make_tmpdir(g.tmp)) return -1;
     snprintf(g.corpus, sizeof g.corpus, "%s/corpus.tsv", g.tmp);
     snprintf(g.flat, sizeof g.flat, "%s/flat", g.tmp);
     snprintf(g.filtered, sizeof g.filtered, "%s/filtered", g.tmp);
@@ -151,7 +131,7 @@ static int teardown(void **state) {
     phrex_searcher_free(g.flat_s);
     phrex_searcher_free(g.filtered_s);
     phrex_searcher_free(g.ivf_s);
-    nftw(g.tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_remove_tree(g.tmp);
     return 0;
 }
 

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "common/error.h"
+#include "tests/support/test_support.h"
 #include "encoder/adamw.h"
 #include "encoder/bert.h"
 #include "encoder/checkpoint.h"
@@ -514,14 +515,12 @@ static void test_state_file_damage(void **state) {
 static int rm_tree_setup(void **state) {
     (void)state;
     snprintf(tmp_dir, sizeof tmp_dir, "/tmp/phrex_test_train_XXXXXX");
-    return mkdtemp(tmp_dir) ? 0 : -1;
+    return test_make_tmpdir(tmp_dir);
 }
 
 static int rm_tree_teardown(void **state) {
     (void)state;
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_remove_tree(tmp_dir) == 0 ? 0 : -1;
 }
 
 int main(void) {

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/support/test_support.h"
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,27 +46,6 @@ typedef struct {
     char *err;  // stderr
 } run_result;
 
-static char *slurp(const char *path, size_t *n_out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    if (n_out) *n_out = (size_t)n;
-    return buf;
-}
-
-static void write_file(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 // Runs `phrex train-phrase ARGS` with stdout and stderr captured.
 static run_result train(const char *args) {
     char cmd[4096], out[700], err[700];
@@ -74,7 +55,7 @@ static run_result train(const char *args) {
              "OMP_WAIT_POLICY=passive exec '%s' train-phrase --model '%s' --threads 2 %s > '%s' 2> '%s'", PHREX_CLI,
              PHREX_BASE_MODEL_DIR, args, out, err);
     int status = system(cmd);
-    run_result r = {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), slurp(err, NULL)};
+    run_result r = {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), test_read_file(err, NULL)};
     if (!r.err) r.err = strdup("");
     return r;
 }
@@ -91,7 +72,7 @@ static void assert_same_file(const char *a_dir, const char *b_dir, const char *n
     snprintf(a, sizeof a, "%s/%s", a_dir, name);
     snprintf(b, sizeof b, "%s/%s", b_dir, name);
     size_t na, nb;
-    char *x = slurp(a, &na), *y = slurp(b, &nb);
+    char *x = test_read_file(a, &na), *y = test_read_file(b, &nb);
     assert_non_null(x);
     assert_non_null(y);
     assert_int_equal(na, nb);
@@ -101,21 +82,19 @@ static void assert_same_file(const char *a_dir, const char *b_dir, const char *n
 
 static int setup(void **state) {
     (void)state;
-    if (!mkdtemp(tmpdir)) return -1;
+    if (test_make_tmpdir(tmpdir)) return -1;
     snprintf(train_titles, sizeof train_titles, "%s/train.txt", tmpdir);
     snprintf(valid_titles, sizeof valid_titles, "%s/valid.txt", tmpdir);
     snprintf(bad_titles, sizeof bad_titles, "%s/bad.txt", tmpdir);
-    write_file(train_titles, "Warsaw\n");
-    write_file(valid_titles, "Teacher\n");
-    write_file(bad_titles, "Warsaw\nAtlantis_(no_such_article)\n");
+    test_write_string(train_titles, "Warsaw\n");
+    test_write_string(valid_titles, "Teacher\n");
+    test_write_string(bad_titles, "Warsaw\nAtlantis_(no_such_article)\n");
     return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd);
+    return test_remove_tree(tmpdir);
 }
 
 static void test_kill_and_resume_is_bit_identical(void **state) {
@@ -132,7 +111,7 @@ static void test_kill_and_resume_is_bit_identical(void **state) {
     assert_null(strchr(r.err, '\r')); // no progress redraws into a pipe
     free(r.err);
     snprintf(path, sizeof path, "%s/train.log", a);
-    char *log = slurp(path, NULL);
+    char *log = test_read_file(path, NULL);
     assert_non_null(log);
     assert_non_null(strstr(log, "loss "));
     assert_non_null(strstr(log, "examples/s"));
@@ -178,9 +157,9 @@ static void test_kill_and_resume_is_bit_identical(void **state) {
     free(r.err);
     // Equal but for "steps" (0: nothing trained in this run).
     snprintf(path, sizeof path, "%s/valid_metrics.json", a);
-    char *ma = slurp(path, NULL);
+    char *ma = test_read_file(path, NULL);
     snprintf(path, sizeof path, "%s/valid_metrics.json", c);
-    char *mc = slurp(path, NULL);
+    char *mc = test_read_file(path, NULL);
     assert_non_null(ma);
     assert_non_null(mc);
     *strstr(ma, "\"steps\"") = '\0', *strstr(mc, "\"steps\"") = '\0';

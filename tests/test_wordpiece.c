@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "common/error.h"
+#include "tests/support/test_support.h"
 #include "encoder/wordpiece.h"
 
 #include <cjson/cJSON.h>
@@ -59,34 +60,7 @@ static struct {
 
 // --- helpers ------------------------------------------------------------------------
 
-static uint64_t fnv1a64(const void *data, size_t len) {
-    const unsigned char *p = data;
-    uint64_t h = 0xCBF29CE484222325ull;
-    for (size_t i = 0; i < len; i++) h = (h ^ p[i]) * 0x100000001B3ull;
-    return h;
-}
-
-static char *read_file(const char *path, size_t *len_out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    buf[n] = '\0';
-    *len_out = (size_t)n;
-    return buf;
-}
-
-static void write_file(const char *path, const char *data) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, strlen(data), f), strlen(data));
-    assert_int_equal(fclose(f), 0);
-}
+static uint64_t fnv1a64(const void *data, size_t len) { return test_hash_bytes(0xCBF29CE484222325ull, data, len); }
 
 static int utf8_put(uint32_t cp, char *out) {
     if (cp < 0x80) return out[0] = (char)cp, 1;
@@ -144,7 +118,7 @@ static source_file *open_source(const char *rel) {
     snprintf(f->path, sizeof f->path, "%s", rel);
     char full[1024];
     snprintf(full, sizeof full, "%s/%s", DATA_DIR, rel);
-    f->data = read_file(full, &f->len);
+    f->data = test_read_file(full, &f->len);
     if (!f->data) fail_msg("cannot read %s: the fixture's texts live in the shared data dir", full);
     int lines = 1;
     for (size_t i = 0; i < f->len; i++) lines += f->data[i] == '\n';
@@ -377,7 +351,7 @@ static int check_case(const fx_case *c, phrex_tokens *t, int report) {
 static void test_fixture_matches_hf(void **state) {
     (void)state;
     size_t vocab_len;
-    char *vocab = read_file(VOCAB, &vocab_len);
+    char *vocab = test_read_file(VOCAB, &vocab_len);
     assert_non_null(vocab);
     uint64_t vocab_hash = fnv1a64(vocab, vocab_len);
     free(vocab);
@@ -621,7 +595,7 @@ static void test_lookup_api(void **state) {
 static void expect_vocab_error(const char *dir, const char *name, const char *content, int code, const char *want) {
     char path[512], want_full[600];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    if (content) write_file(path, content);
+    if (content) test_write_string(path, content);
     phrex_wordpiece *wp = (phrex_wordpiece *)&wp; // must come back NULL
     assert_int_equal(phrex_wordpiece_init(&wp, path, 1), code);
     assert_null(wp);
@@ -647,7 +621,7 @@ static void test_vocab_errors(void **state) {
     char path[512], content[256];
     snprintf(path, sizeof path, "%s/small.txt", dir);
     snprintf(content, sizeof content, "%shello\n##s\n,", specials);
-    write_file(path, content);
+    test_write_string(path, content);
     phrex_wordpiece *wp;
     assert_int_equal(phrex_wordpiece_init(&wp, path, 1), PHREX_OK);
     assert_int_equal(phrex_wordpiece_vocab_size(wp), 8);
