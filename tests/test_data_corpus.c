@@ -105,6 +105,7 @@ static void test_psgs_w100(void **state) {
         n++;
         digest = mix_passage(digest, &p);
         assert_int_equal(p.line, n + 1); // one header line, no multi-line records
+        // Expected values below: recomputed by tools/make_data_digests.py (--check compares them).
         if (n == 1) {                    // quoted in the file, with 8 doubled quotes inside
             assert_string_equal(p.id, "1");
             assert_int_equal(p.text_len, 644);
@@ -138,6 +139,7 @@ static void test_squad_paragraphs_tsv(void **state) {
     (void)state;
     drained d = drain(DATA "wikipedia/squad-dev-paragraphs/squad-dev-v1.1-paragraphs.tsv", PHREX_CORPUS_AUTO, 0, NULL);
     assert_int_equal(d.rc, PHREX_OK);
+    // Expected values below: recomputed by tools/make_data_digests.py (--check compares them).
     assert_int_equal(d.n, 1682);
     assert_string_equal(d.ids[0], "1");
     assert_int_equal(d.lines[0], 2);
@@ -157,6 +159,7 @@ static void test_wikiextractor_directory(void **state) {
     while (phrex_corpus_next(c, &p, &has) == PHREX_OK && has) {
         n++;
         digest = mix_passage(digest, &p);
+        // Expected values below: recomputed by tools/make_data_digests.py (--check compares them).
         if (n == 1) {
             assert_string_equal(p.id, "339:0");
             assert_int_equal(p.line, 4); // <doc>, title line, blank line, then the first paragraph
@@ -181,6 +184,7 @@ static void test_densephrases_articles(void **state) {
     phrex_corpus *c;
     assert_int_equal(phrex_corpus_init(&c, DATA "wikipedia/densephrases-sample/articles.json", NULL), PHREX_OK);
     assert_int_equal(phrex_corpus_get_format(c), PHREX_CORPUS_SQUAD_JSON);
+    // Expected values below: recomputed by tools/make_data_digests.py (--check compares them).
     static const uint64_t titles[4] = {0x54ce6f5e7647c5dbull, 0x23a7890fcdec778cull, 0x5b27e1e498558f89ull,
                                        0xa7835b7208c68c13ull};
     static const size_t paragraphs[4] = {11, 79, 11, 11};
@@ -215,6 +219,7 @@ static void test_squad_json_as_corpus(void **state) {
     size_t n = 0, last_column = 0;
     uint64_t digest = FNV_OFFSET;
     while (phrex_corpus_next(c, &p, &has) == PHREX_OK && has) {
+        // Expected values below: recomputed by tools/make_data_digests.py (--check compares them).
         if (n == 0) assert_int_equal(p.column, 71);
         assert_int_equal(p.line, 1);
         assert_true(p.column > last_column);

@@ -107,6 +107,7 @@ static void test_squad_questions(void **state) {
     size_t n = 0, answers = 0, mismatches = 0, multibyte = 0, last_column = 0;
     uint64_t digest = FNV_OFFSET, last_id = 0;
     while (phrex_qa_next(r, &q, &has) == PHREX_OK && has) {
+        // Expected values below: recomputed by tools/make_data_digests.py (--check compares them).
         if (n == 0) {
             assert_true(fnv(q.id) == 0x9a5d05e2f2f10dacull);
             assert_true(fnv(q.question) == 0xc39170d4f585e4bfull);
@@ -158,6 +159,7 @@ static void test_trivia_dev_csv(void **state) {
         nel += i + 1 < len && (unsigned char)raw[i] == 0xC2 && (unsigned char)raw[i + 1] == 0x85;
     }
     free(raw);
+    // Expected values below: recomputed by tools/make_data_digests.py (--check compares them).
     assert_int_equal(lf, 8837);
     assert_int_equal(crlf, 8837);
     assert_int_equal(nel, 3);
@@ -213,6 +215,7 @@ static void test_nq_csv(void **state) {
     uint64_t digest = FNV_OFFSET;
     while (phrex_qa_next(r, &q, &has) == PHREX_OK && has) {
         n++;
+        // Expected values below: recomputed by tools/make_data_digests.py (--check compares them).
         if (n == 1) {
             assert_true(fnv(q.question) == 0xa40b7048c16102b6ull);
             assert_int_equal(q.n_answers, 1);
@@ -237,6 +240,7 @@ static void test_nq_csv(void **state) {
 
 static void test_jsonl_files(void **state) {
     (void)state;
+    // Expected values below: recomputed by tools/make_data_digests.py (--check compares them).
     drained d = drain(QA_LISTS "jsonl/curatedtrec-test.jsonl", PHREX_QA_AUTO, 0);
     assert_int_equal(d.rc, PHREX_OK);
     assert_int_equal(d.n, 694);
