@@ -90,8 +90,9 @@ int phrex_squad_read_titles(const char *path, char ***titles, int *n) {
     memcpy(body, text, len);
     free(text);
     int k = 0;
+    const char *end = body + len; // the copy has no NUL: search within it
     for (char *p = body; k < lines; k++) {
-        char *nl = strchr(p, '\n');
+        char *nl = memchr(p, '\n', (size_t)(end - p)); // every line ends in '\n' (added above)
         *nl = '\0';
         if (nl > p && nl[-1] == '\r') nl[-1] = '\0';
         // The message is formatted before free: p points into out.
