@@ -20,6 +20,8 @@
 #include "encoder/train_rng.h"
 #include "encoder/wordpiece.h"
 
+#include "common/progress.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,12 +42,6 @@ typedef struct {
     size_t n_answers;
     int article;
 } example;
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 // [CLS] pieces [SEP] of text, cut to max tokens; offsets when off_s given.
 static int encode(const phrex_wordpiece *wp, phrex_tokens *t, const char *text, size_t len, int max, int32_t *ids,
@@ -208,7 +204,7 @@ int main(int argc, char **argv) {
     float *dqe_tok = malloc((size_t)B * MAX_Q * 384 * 4);
     float qsv[64 * 384], qev[64 * 384], dqs[64 * 384], dqe[64 * 384];
     phrex_rng rng = phrex_rng_init(2024);
-    double t0 = now(), loss_acc = 0;
+    double t0 = phrex_now_seconds(), loss_acc = 0;
     long tokens = 0;
     for (int step = 1; step <= steps; step++) {
         int np = 0, nq = 0;
@@ -257,13 +253,13 @@ int main(int argc, char **argv) {
         if (step % 25 == 0 || step == steps) {
             int k = step % 25 ? step % 25 : 25;
             printf("step %4d  loss %.3f (single %.3f, negatives %.3f over %d)  %.0f tokens/s\n", step, loss_acc / k,
-                   parts.single, parts.negative, parts.n_candidates, tokens / (now() - t0));
+                   parts.single, parts.negative, parts.n_candidates, tokens / (phrex_now_seconds() - t0));
             fflush(stdout);
             loss_acc = 0;
         }
     }
     evaluate(&ph, &qs, &qe, ev, n_eval, &em, &f1);
     printf("after %d steps of %d: EM %.1f  F1 %.1f on %d held-out questions (%.0f s)\n", steps, B, em, f1, n_eval,
-           now() - t0);
+           phrex_now_seconds() - t0);
     return 0;
 }

@@ -13,26 +13,12 @@
 #include "encoder/train_bert.h"
 #include "encoder/train_rng.h"
 
+#include "bench/bench_util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *t, int n) {
-    qsort(t, (size_t)n, sizeof *t, cmp_double);
-    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-}
 
 // Forward FLOPs: linear layers plus q·kᵀ and p·v.
 static double forward_flops(const phrex_bert_config *c, int n_seqs, int len) {
@@ -89,18 +75,18 @@ int main(int argc, char **argv) {
     double *ta = malloc((size_t)reps * sizeof *ta);
     for (int r = -1; r < reps; r++) {
         const float *out;
-        double t0 = now();
+        double t0 = phrex_now_seconds();
         phrex_train_encoder_forward(e, ids, NULL, lens, seqs, &out);
-        double t1 = now();
+        double t1 = phrex_now_seconds();
         phrex_train_bert_zero_grads(m);
-        double t2 = now();
+        double t2 = phrex_now_seconds();
         phrex_train_encoder_backward(e, dout);
-        double t3 = now();
+        double t3 = phrex_now_seconds();
         phrex_adamw_step(opt, &p, NULL);
-        double t4 = now();
+        double t4 = phrex_now_seconds();
         if (r >= 0) tf[r] = t1 - t0, tb[r] = t3 - t2, ta[r] = t4 - t3;
     }
-    double f = median(tf, reps), b = median(tb, reps), a = median(ta, reps);
+    double f = bench_median(tf, reps), b = bench_median(tb, reps), a = bench_median(ta, reps);
     double flops = 3.0 * forward_flops(c, seqs, len);
     printf("model %s: %d layers, C=%d; %d x %d tokens, %d threads, word embeddings %s, dropout %g\n", dir,
            c->num_hidden_layers, c->hidden_size, seqs, len, threads, freeze ? "frozen" : "trained", dropout);

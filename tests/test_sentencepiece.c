@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "common/error.h"
+#include "common/progress.h"
 #include "encoder/spm.h"
 #include "encoder/spm_vocab.h"
 
@@ -38,12 +39,6 @@ static struct {
 } g;
 
 // --- helpers ------------------------------------------------------------------
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void temp_path(char *out, size_t cap, const char *name) {
     int n = snprintf(out, cap, "%s/%s", g.dir, name);
@@ -230,7 +225,7 @@ static int setup(void **state) {
     const char *tmp = getenv("TMPDIR");
     snprintf(g.dir, sizeof g.dir, "%s/phrex-spm-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(g.dir)) return -1;
-    double t0 = now_seconds();
+    double t0 = phrex_now_seconds();
     int rc = phrex_spm_proto_from_vocab_json_report(USE_LITE_DIR "/vocab_spm_unigram.json", &g.use_proto,
                                                     &g.use_len, &g.use_report);
     if (rc == PHREX_OK) rc = phrex_spm_init_from_bytes(&g.use_lite, g.use_proto, g.use_len, "use-lite");
@@ -238,7 +233,7 @@ static int setup(void **state) {
         fprintf(stderr, "setup: %s\n", phrex_last_error());
         return -1;
     }
-    printf("[ timing ] USE-lite vocabulary JSON -> ModelProto -> loaded: %.3f s\n", now_seconds() - t0);
+    printf("[ timing ] USE-lite vocabulary JSON -> ModelProto -> loaded: %.3f s\n", phrex_now_seconds() - t0);
     return 0;
 }
 
@@ -477,9 +472,9 @@ static void test_train_unigram(void **state) {
     int saved = dup(2), log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     assert_true(saved >= 0 && log_fd >= 0);
     dup2(log_fd, 2);
-    double t0 = now_seconds();
+    double t0 = phrex_now_seconds();
     int rc = phrex_spm_train_with(corpus, prefix, 4000, "unigram", &o);
-    double seconds = now_seconds() - t0;
+    double seconds = phrex_now_seconds() - t0;
     fflush(stderr);
     dup2(saved, 2);
     close(saved);
@@ -499,10 +494,10 @@ static void test_train_bpe(void **state) {
     write_corpus("bpe_train.txt", 0, 1000, corpus, sizeof corpus);
     temp_path(prefix, sizeof prefix, "bpe");
     snprintf(model, sizeof model, "%s.model", prefix);
-    double t0 = now_seconds();
+    double t0 = phrex_now_seconds();
     int rc = phrex_spm_train(corpus, prefix, 2000, "bpe"); // the plain entry: defaults, all CPUs
     if (rc) fail_msg("%s", phrex_last_error());
-    printf("[ timing ] bpe, vocab 2000, 1000 passages, default threads: %.2f s\n", now_seconds() - t0);
+    printf("[ timing ] bpe, vocab 2000, 1000 passages, default threads: %.2f s\n", phrex_now_seconds() - t0);
     check_trained_model(model, 2000, 50);
 }
 
