@@ -3,7 +3,7 @@
 #include "common/arena.h"
 #include "common/error.h"
 #include "kernels.h"
-#include "safetensors.h"
+#include "weights.h"
 
 #include <math.h>
 #include <omp.h>
@@ -61,7 +61,7 @@ static size_t weight_bytes(const phrex_bert_config *c) {
 
 // Reads named tensors into the weight arena.
 typedef struct {
-    const phrex_safetensors *st;
+    const phrex_weights *w;
     phrex_arena *arena;
     const char *prefix; // "" or "bert." (checkpoints saved from BertFor* heads)
 } loader;
@@ -73,7 +73,7 @@ static int load_v(const loader *ld, float *dst, int64_t d0, int64_t d1, const ch
     int n = snprintf(name, sizeof name, "%s", ld->prefix);
     vsnprintf(name + n, sizeof name - (size_t)n, fmt, ap);
     int64_t shape[2] = {d0, d1};
-    return phrex_safetensors_read_f32(ld->st, name, d1 > 0 ? 2 : 1, shape, dst);
+    return phrex_weights_read_f32(ld->w, name, d1 > 0 ? 2 : 1, shape, dst);
 }
 
 static int load_to(const loader *ld, float *dst, int64_t d0, int64_t d1, const char *fmt, ...)
@@ -91,7 +91,7 @@ static int load_new(const loader *ld, const float **out, int64_t d0, int64_t d1,
     __attribute__((format(printf, 5, 6)));
 static int load_new(const loader *ld, const float **out, int64_t d0, int64_t d1, const char *fmt, ...) {
     float *dst = phrex_arena_alloc_floats(ld->arena, (size_t)d0 * (size_t)(d1 > 0 ? d1 : 1));
-    if (!dst) return phrex_fail(PHREX_ERR_MEMORY, "%s: weight arena full", ld->st->path);
+    if (!dst) return phrex_fail(PHREX_ERR_MEMORY, "%s: weight arena full", phrex_weights_path(ld->w));
     va_list ap;
     va_start(ap, fmt);
     int rc = load_v(ld, dst, d0, d1, fmt, ap);
@@ -115,7 +115,7 @@ static int load_embeddings(phrex_bert *m, const loader *ld) {
 // the layout the linear kernel streams (see kernels.h), made once here.
 static int pack_matrix(const loader *ld, phrex_matrix *out, const float *w, int rows, int cols) {
     float *dst = phrex_arena_alloc_floats(ld->arena, phrex_matrix_panels_floats(rows, cols));
-    if (!dst) return phrex_fail(PHREX_ERR_MEMORY, "%s: weight arena full", ld->st->path);
+    if (!dst) return phrex_fail(PHREX_ERR_MEMORY, "%s: weight arena full", phrex_weights_path(ld->w));
     *out = phrex_matrix_pack_panels(dst, w, rows, cols, cols);
     return PHREX_OK;
 }
@@ -128,7 +128,7 @@ static int load_qkv(bert_layer *w, const loader *ld, int l, int C) {
     float *b = phrex_arena_alloc_floats(ld->arena, (size_t)3 * C);
     if (!W || !b) {
         free(W);
-        return phrex_fail(PHREX_ERR_MEMORY, "%s: out of memory at layer %d", ld->st->path, l);
+        return phrex_fail(PHREX_ERR_MEMORY, "%s: out of memory at layer %d", phrex_weights_path(ld->w), l);
     }
     static const char *part[3] = {"query", "key", "value"};
     int rc = PHREX_OK;
@@ -145,7 +145,7 @@ static int load_qkv(bert_layer *w, const loader *ld, int l, int C) {
 // A (rows, cols) weight read through a staging buffer into packed panels.
 static int load_matrix(const loader *ld, phrex_matrix *out, int rows, int cols, const char *fmt, int l) {
     float *W = malloc((size_t)rows * cols * sizeof *W);
-    if (!W) return phrex_fail(PHREX_ERR_MEMORY, "%s: out of memory at layer %d", ld->st->path, l);
+    if (!W) return phrex_fail(PHREX_ERR_MEMORY, "%s: out of memory at layer %d", phrex_weights_path(ld->w), l);
     int rc = load_to(ld, W, rows, cols, fmt, l);
     if (!rc) rc = pack_matrix(ld, out, W, rows, cols);
     free(W);
@@ -169,18 +169,18 @@ static int load_layer(bert_layer *w, const loader *ld, int l, const phrex_bert_c
     return rc;
 }
 
-static int load_weights(phrex_bert *m, const phrex_safetensors *st) {
-    loader ld = {st, &m->weights, ""};
+static int load_weights(phrex_bert *m, const phrex_weights *w) {
+    loader ld = {w, &m->weights, ""};
     // BertModel.from_pretrained also accepts the "bert." prefix of
     // checkpoints saved from a task head; so do we.
-    if (!phrex_safetensors_find(st, "embeddings.word_embeddings.weight") &&
-        phrex_safetensors_find(st, "bert.embeddings.word_embeddings.weight"))
+    if (!phrex_weights_has(w, "embeddings.word_embeddings.weight") &&
+        phrex_weights_has(w, "bert.embeddings.word_embeddings.weight"))
         ld.prefix = "bert.";
     int rc = load_embeddings(m, &ld);
     if (rc) return rc;
     int L = m->config.num_hidden_layers;
     m->layers = phrex_arena_alloc(&m->weights, (size_t)L * sizeof *m->layers);
-    if (!m->layers) return phrex_fail(PHREX_ERR_MEMORY, "%s: weight arena full", st->path);
+    if (!m->layers) return phrex_fail(PHREX_ERR_MEMORY, "%s: weight arena full", phrex_weights_path(w));
     for (int l = 0; l < L && !rc; l++) rc = load_layer(&m->layers[l], &ld, l, &m->config);
     return rc;
 }
@@ -194,11 +194,10 @@ int phrex_bert_init(phrex_bert **out, const char *model_dir) {
     int rc = phrex_bert_config_read(&m->config, path);
     if (!rc) rc = phrex_arena_init(&m->weights, weight_bytes(&m->config));
     if (!rc) {
-        phrex_safetensors st;
-        snprintf(path, sizeof path, "%s/model.safetensors", model_dir);
-        rc = phrex_safetensors_init(&st, path);
-        if (!rc) rc = load_weights(m, &st);
-        phrex_safetensors_free(&st); // every tensor was copied (and converted)
+        phrex_weights *w;
+        rc = phrex_weights_open(&w, model_dir); // model.safetensors, or base + delta
+        if (!rc) rc = load_weights(m, w);
+        phrex_weights_close(w); // every tensor was copied (and converted)
     }
     if (rc) {
         phrex_bert_free(m);

@@ -157,9 +157,14 @@ static size_t entry_numel(const phrex_safetensors_entry *t) {
     return n;
 }
 
+// The dtype entry t is written in when the call asks for `dtype`.
+static phrex_dtype entry_dtype(const phrex_safetensors_entry *t, phrex_dtype dtype) {
+    return t->i8 ? PHREX_DTYPE_I8 : t->keep_f32 ? PHREX_DTYPE_F32 : dtype;
+}
+
 static int build_header(strbuf *b, const phrex_safetensors_entry *tensors, int n, phrex_dtype dtype,
                         const char *const *meta, int n_meta, const char *path) {
-    size_t esize = phrex_dtype_size(dtype), at = 0;
+    size_t at = 0;
     sb_printf(b, "{");
     if (n_meta > 0) {
         sb_printf(b, "\"__metadata__\":{");
@@ -174,9 +179,10 @@ static int build_header(strbuf *b, const phrex_safetensors_entry *tensors, int n
         const phrex_safetensors_entry *t = &tensors[i];
         if (!json_safe(t->name) || !t->name[0] || t->ndim < 0 || t->ndim > PHREX_SAFETENSORS_MAX_DIMS)
             return phrex_fail(PHREX_ERR_INPUT, "%s: tensor %d has a bad name or rank", path, i);
-        size_t bytes = entry_numel(t) * esize;
+        phrex_dtype dt = entry_dtype(t, dtype);
+        size_t bytes = entry_numel(t) * phrex_dtype_size(dt);
         sb_printf(b, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[", i || n_meta ? "," : "", t->name,
-                  phrex_dtype_name(dtype));
+                  phrex_dtype_name(dt));
         for (int d = 0; d < t->ndim; d++) sb_printf(b, "%s%lld", d ? "," : "", (long long)t->shape[d]);
         sb_printf(b, "],\"data_offsets\":[%zu,%zu]}", at, at + bytes);
         at += bytes;
@@ -189,6 +195,8 @@ static int build_header(strbuf *b, const phrex_safetensors_entry *tensors, int n
 
 static int write_tensor_data(atomic_file *af, const phrex_safetensors_entry *t, phrex_dtype dtype) {
     size_t n = entry_numel(t);
+    dtype = entry_dtype(t, dtype);
+    if (dtype == PHREX_DTYPE_I8) return af_write(af, t->i8, n);
     if (dtype == PHREX_DTYPE_F32) return af_write(af, t->data, n * sizeof(float)); // little-endian host
     uint16_t chunk[4096];
     for (size_t i = 0; i < n; i += 4096) {
@@ -288,7 +296,7 @@ int phrex_checkpoint_save_model(const char *dir, phrex_train_bert *m, phrex_dtyp
     if (!e) return phrex_fail(PHREX_ERR_MEMORY, "%s: out of memory", dir);
     for (int i = 0; i < p.n_tensors; i++) {
         const phrex_param_tensor *t = &p.tensors[i];
-        e[i] = (phrex_safetensors_entry){t->name, p.params + t->offset, t->ndim, {t->shape[0], t->shape[1]}};
+        e[i] = (phrex_safetensors_entry){.name = t->name, .data = p.params + t->offset, .ndim = t->ndim, .shape = {t->shape[0], t->shape[1]}};
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);

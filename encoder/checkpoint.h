@@ -20,12 +20,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// One tensor to write: `data` holds numel(shape) f32 values.
+// One tensor to write: `data` holds numel(shape) f32 values, written in the
+// call's dtype; or, when `i8` is set, numel int8 values written as I8 as
+// they are (data unused); or, when keep_f32 is 1, F32 whatever the call's
+// dtype (e.g. int8 scales next to f16 tensors).
 typedef struct {
     const char *name;
     const float *data;
     int ndim;
     int64_t shape[PHREX_SAFETENSORS_MAX_DIMS];
+    const int8_t *i8;
+    int keep_f32;
 } phrex_safetensors_entry;
 
 // Writes the tensors in order, converted to `dtype` (PHREX_DTYPE_F32 or

@@ -2,7 +2,7 @@
 
 #include "common/arena.h"
 #include "common/error.h"
-#include "encoder/safetensors.h"
+#include "encoder/weights.h"
 #include "encoder/train_kernels.h"
 #include "encoder/train_rng.h"
 
@@ -165,16 +165,16 @@ static int check_options(const phrex_train_bert_options *opts, int source_layers
 }
 
 // Every tensor of the table from `st`, by name (with `prefix`), f32.
-static int read_tensors(phrex_train_bert *m, const phrex_safetensors *st) {
+static int read_tensors(phrex_train_bert *m, const phrex_weights *w) {
     const char *prefix = "";
-    if (!phrex_safetensors_find(st, "embeddings.word_embeddings.weight") &&
-        phrex_safetensors_find(st, "bert.embeddings.word_embeddings.weight"))
+    if (!phrex_weights_has(w, "embeddings.word_embeddings.weight") &&
+        phrex_weights_has(w, "bert.embeddings.word_embeddings.weight"))
         prefix = "bert."; // saved from a BertFor* head, as BertModel accepts
     for (int i = 0; i < m->n_tensors; i++) {
         const phrex_param_tensor *t = &m->tensors[i];
         char name[PHREX_PARAM_NAME_MAX + 8];
         snprintf(name, sizeof name, "%s%s", prefix, t->name);
-        int rc = phrex_safetensors_read_f32(st, name, t->ndim, t->shape, m->buf.params + t->offset);
+        int rc = phrex_weights_read_f32(w, name, t->ndim, t->shape, m->buf.params + t->offset);
         if (rc) return rc;
     }
     return PHREX_OK;
@@ -191,11 +191,10 @@ int phrex_train_bert_init(phrex_train_bert **out, const char *model_dir, const p
     if (!rc && opts && opts->num_layers > 0) m->config.num_hidden_layers = opts->num_layers;
     if (!rc) rc = alloc_model(m, opts);
     if (!rc) {
-        phrex_safetensors st;
-        snprintf(path, sizeof path, "%s/model.safetensors", model_dir);
-        rc = phrex_safetensors_init(&st, path);
-        if (!rc) rc = read_tensors(m, &st);
-        phrex_safetensors_free(&st);
+        phrex_weights *w;
+        rc = phrex_weights_open(&w, model_dir); // model.safetensors, or base + delta
+        if (!rc) rc = read_tensors(m, w);
+        phrex_weights_close(w);
     }
     if (rc) {
         phrex_train_bert_free(m);

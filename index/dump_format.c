@@ -1,10 +1,13 @@
 #include "dump_format.h"
 
 #include "common/error.h"
+#include "encoder/model_dir.h"
+#include "encoder/weights.h"
 #include "index/hash.h"
 
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -200,15 +203,25 @@ int phrex_dump_hash_lmdb(MDB_txn *txn, MDB_dbi passages, MDB_dbi kept, const cha
 
 // --- model fingerprint ------------------------------------------------------
 
+// Hashes the phrase encoder's config, weights (model.safetensors, or a
+// delta and through it the base's hash: encoder/weights.h) and vocabulary.
+// A trained model folder (encoder/model_dir.h) stands for its phrase encoder,
+// so `--model models/phrase` and `--model models/phrase/phrase` agree.
 int phrex_dump_hash_model(const char *model_dir, uint64_t *hash) {
-    static const char *const files[] = {"config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json"};
-    static const int optional[] = {0, 0, 0, 1};
+    phrex_model_paths *paths = malloc(sizeof *paths);
+    if (!paths) return phrex_fail(PHREX_ERR_MEMORY, "out of memory");
+    int rc = phrex_model_dir_resolve(model_dir, paths);
+    phrex_weights_files wf;
+    if (!rc) rc = phrex_weights_list_files(paths->phrase, &wf);
+    const char *files[8] = {"config.json"};
+    int optional[8] = {0}, n = 1;
+    for (int i = 0; !rc && wf.files[i]; i++) files[n++] = wf.files[i];
+    files[n] = "vocab.txt", files[n + 1] = "tokenizer_config.json", optional[n + 1] = 1, n += 2;
     phrex_hash64_state h;
     phrex_hash64_init(&h, PHREX_DUMP_SEED_MODEL);
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    for (int i = 0; i < n && !rc; i++) {
         char path[PATH_MAX];
-        int rc = phrex_dump_path(path, sizeof path, model_dir, files[i]);
-        if (rc) return rc;
+        if ((rc = phrex_dump_path(path, sizeof path, paths->phrase, files[i]))) break;
         phrex_hash64_update(&h, files[i], strlen(files[i]) + 1);
         struct stat st;
         if (optional[i] && stat(path, &st) != 0) {
@@ -216,11 +229,12 @@ int phrex_dump_hash_model(const char *model_dir, uint64_t *hash) {
             continue;
         }
         uint64_t bytes;
-        if ((rc = phrex_hash64_update_file(&h, path, &bytes))) return phrex_fail_context(rc, "model fingerprint");
-        phrex_hash64_update_u64(&h, bytes);
+        if ((rc = phrex_hash64_update_file(&h, path, &bytes))) rc = phrex_fail_context(rc, "model fingerprint");
+        else phrex_hash64_update_u64(&h, bytes);
     }
-    *hash = phrex_hash64_final(&h);
-    return PHREX_OK;
+    free(paths);
+    if (!rc) *hash = phrex_hash64_final(&h);
+    return rc;
 }
 
 int phrex_dump_path(char *out, size_t cap, const char *dir, const char *name) {

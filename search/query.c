@@ -4,6 +4,7 @@
 #include "common/utf8.h"
 #include "encoder/bert.h"
 #include "encoder/embedder.h"
+#include "encoder/model_dir.h"
 #include "encoder/tokens.h"
 #include "encoder/wordpiece.h"
 
@@ -11,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 struct phrex_query_model {
     phrex_query_backend b;
@@ -24,12 +24,15 @@ struct phrex_query_encoder {
 
 // --- the generic part -----------------------------------------------------
 
-const char *phrex_query_pool_name(phrex_query_pool pool) { return pool == PHREX_QUERY_POOL_MEAN ? "mean" : "cls"; }
+const char *phrex_query_pool_name(phrex_query_pool pool) {
+    return pool == PHREX_QUERY_POOL_MEAN ? "mean" : pool == PHREX_QUERY_POOL_CLS ? "cls" : "auto";
+}
 
 int phrex_query_parse_pool(const char *name, phrex_query_pool *out) {
     if (!strcmp(name, "cls")) *out = PHREX_QUERY_POOL_CLS;
     else if (!strcmp(name, "mean")) *out = PHREX_QUERY_POOL_MEAN;
-    else return phrex_fail(PHREX_ERR_INPUT, "unknown query pooling '%s' (cls or mean)", name);
+    else if (!strcmp(name, "auto")) *out = PHREX_QUERY_POOL_AUTO;
+    else return phrex_fail(PHREX_ERR_INPUT, "unknown query pooling '%s' (auto, cls or mean)", name);
     return PHREX_OK;
 }
 
@@ -135,11 +138,6 @@ static void bert_model_free(void *p) {
     free(m);
 }
 
-static int is_dir(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 static int load_tokenizer(bert_model *m, const char *dir) {
     int rc = phrex_embedder_load_tokenizer(dir, &m->tokenizer);
     if (rc) return rc;
@@ -162,18 +160,23 @@ static int check_pair(const bert_model *m, const char *start_dir, const char *en
     return PHREX_OK;
 }
 
-static int load_berts(bert_model *m, const char *model_dir, char *tok_dir, size_t cap) {
-    char start[PATH_MAX], end[PATH_MAX];
-    snprintf(start, sizeof start, "%s/start", model_dir);
-    snprintf(end, sizeof end, "%s/end", model_dir);
-    int rc;
-    if (is_dir(start) && is_dir(end)) {
-        snprintf(tok_dir, cap, "%s", start);
-        if ((rc = phrex_bert_init(&m->bert[0], start)) || (rc = phrex_bert_init(&m->bert[1], end))) return rc;
-        return check_pair(m, start, end);
+// The query encoders of a model folder: query_start/ and query_end/ of a
+// trained model, or the plain folder's one BERT. *trained tells which.
+static int load_berts(bert_model *m, const char *model_dir, char *tok_dir, size_t cap, int *trained) {
+    phrex_model_paths *p = malloc(sizeof *p); // three paths: too big for a worker's stack
+    if (!p) return phrex_fail(PHREX_ERR_MEMORY, "cannot allocate model paths");
+    int rc = phrex_model_dir_resolve(model_dir, p);
+    *trained = !rc && p->trained;
+    if (!rc && p->trained) {
+        snprintf(tok_dir, cap, "%s", p->query_start);
+        if (!(rc = phrex_bert_init(&m->bert[0], p->query_start)) && !(rc = phrex_bert_init(&m->bert[1], p->query_end)))
+            rc = check_pair(m, p->query_start, p->query_end);
+    } else if (!rc) {
+        snprintf(tok_dir, cap, "%s", p->phrase);
+        rc = phrex_bert_init(&m->bert[0], p->phrase);
     }
-    snprintf(tok_dir, cap, "%s", model_dir);
-    return phrex_bert_init(&m->bert[0], model_dir);
+    free(p);
+    return rc;
 }
 
 static int max_pieces_of(const bert_model *m) {
@@ -259,11 +262,12 @@ int phrex_query_model_init(phrex_query_model **out, const char *model_dir, phrex
     bert_model *m = calloc(1, sizeof *m);
     if (!m) return phrex_fail(PHREX_ERR_MEMORY, "cannot allocate a query model");
     char tok_dir[PATH_MAX];
-    int rc;
-    if ((rc = load_berts(m, model_dir, tok_dir, sizeof tok_dir)) || (rc = load_tokenizer(m, tok_dir))) {
+    int rc, trained = 0;
+    if ((rc = load_berts(m, model_dir, tok_dir, sizeof tok_dir, &trained)) || (rc = load_tokenizer(m, tok_dir))) {
         bert_model_free(m);
         return phrex_fail_context(rc, "query model %s", model_dir);
     }
+    if (pool_mode == PHREX_QUERY_POOL_AUTO) pool_mode = trained ? PHREX_QUERY_POOL_CLS : PHREX_QUERY_POOL_MEAN;
     m->pool = pool_mode;
     m->dim = phrex_bert_get_config(m->bert[0])->hidden_size;
     m->max_pieces = max_pieces_of(m);

@@ -5,14 +5,14 @@
 // the purpose; the [CLS] output of the first is q_start, of the second q_end.
 // Any encoder plugs in through phrex_query_backend (a small vtable): the
 // model part is shared read-only between threads, each thread encodes with
-// its own worker (workspace). Two BERT backends are built in:
-//   - a folder with `start/` and `end/` sub-folders, each a BERT in Hugging
-//     Face layout: DensePhrases' two query encoders (trained ones, later);
-//   - a single BERT folder (today: the phrase model itself, untrained for
-//     queries): q_start = q_end = one pooled vector of the question.
-// Pooling is [CLS] (what DensePhrases does) or the mean of the token
-// vectors; with the untrained base model mean pooling finds more answers
-// (see PHREX_QUERY_POOL_DEFAULT).
+// its own worker (workspace). The built-in BERT backend reads a model folder
+// (encoder/model_dir.h):
+//   - a trained phrex model (phrex_model.json): its query_start/ and
+//     query_end/ encoders, [CLS] pooled as they were trained;
+//   - a plain BERT folder (the untrained baseline: the phrase model itself):
+//     q_start = q_end = the mean of the question's token vectors, which finds
+//     more answers than [CLS] with a model never trained for queries.
+// `--pool` overrides either choice (PHREX_QUERY_POOL_AUTO keeps it).
 //
 // Input rules, checked before any backend sees the text: NUL bytes and
 // invalid UTF-8 are PHREX_ERR_INPUT naming the byte offset; a question with
@@ -32,10 +32,10 @@
 typedef enum {
     PHREX_QUERY_POOL_CLS = 0,  // last hidden state of [CLS] (DensePhrases)
     PHREX_QUERY_POOL_MEAN = 1, // mean of all token vectors, [CLS]/[SEP] included
+    PHREX_QUERY_POOL_AUTO = 2, // cls for trained query encoders, mean for a plain folder
 } phrex_query_pool;
 
-// Mean pooling answers more of the sample questions with the base model.
-#define PHREX_QUERY_POOL_DEFAULT PHREX_QUERY_POOL_MEAN
+#define PHREX_QUERY_POOL_DEFAULT PHREX_QUERY_POOL_AUTO
 
 // What a query encoder implements. `model` is shared by all threads and
 // must not change after init; a worker belongs to one thread at a time and
@@ -58,7 +58,7 @@ typedef struct phrex_query_encoder phrex_query_encoder; // one per thread
 
 // Loads the built-in BERT backend from model_dir (see above for the two
 // layouts). Errors: those of the model readers; PHREX_ERR_MISMATCH when
-// start/ and end/ differ in hidden size or vocabulary.
+// query_start/ and query_end/ differ in hidden size or vocabulary.
 int phrex_query_model_init(phrex_query_model **out, const char *model_dir, phrex_query_pool pool);
 // Wraps any backend; takes ownership of backend->model (freed by
 // phrex_query_model_free through backend->model_free).
@@ -80,7 +80,7 @@ int phrex_query_encode(phrex_query_encoder *enc, const char *text, size_t len, f
 // cut): PHREX_OK or PHREX_ERR_INPUT with a message naming the byte offset.
 int phrex_query_check_text(const char *text, size_t len);
 
-const char *phrex_query_pool_name(phrex_query_pool pool); // "cls", "mean"
+const char *phrex_query_pool_name(phrex_query_pool pool); // "cls", "mean", "auto"
 int phrex_query_parse_pool(const char *name, phrex_query_pool *out);
 
 #endif

@@ -247,7 +247,8 @@ static void test_f16_conversion(void **state) {
 static void test_safetensors_write(void **state) {
     (void)state;
     float a[6] = {1, -2, 3.5f, 1e-3f, 70000.0f, -0.0f}, b[3] = {0.1f, 0.2f, 0.3f};
-    phrex_safetensors_entry e[2] = {{"a.weight", a, 2, {2, 3}}, {"b", b, 1, {3}}};
+    phrex_safetensors_entry e[2] = {{.name = "a.weight", .data = a, .ndim = 2, .shape = {2, 3}},
+                                    {.name = "b", .data = b, .ndim = 1, .shape = {3}}};
     static const char *const meta[] = {"format", "pt"};
     char path[300];
     for (int k = 0; k < 2; k++) {
@@ -273,7 +274,8 @@ static void test_safetensors_write(void **state) {
         phrex_safetensors_free(&st);
     }
     // Duplicate names and other dtypes are refused.
-    phrex_safetensors_entry dup[2] = {{"x", b, 1, {3}}, {"x", b, 1, {3}}};
+    phrex_safetensors_entry dup[2] = {{.name = "x", .data = b, .ndim = 1, .shape = {3}},
+                                      {.name = "x", .data = b, .ndim = 1, .shape = {3}}};
     assert_int_equal(phrex_safetensors_write(path, dup, 2, PHREX_DTYPE_F32, NULL, 0), PHREX_ERR_INPUT);
     assert_int_equal(phrex_safetensors_write(path, e, 2, PHREX_DTYPE_BF16, NULL, 0), PHREX_ERR_INPUT);
 }

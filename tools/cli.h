@@ -9,5 +9,6 @@ int cmd_merge(int argc, char **argv);
 int cmd_ask(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_train_phrase(int argc, char **argv);
+int cmd_pack_model(int argc, char **argv);
 
 #endif

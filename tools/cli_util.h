@@ -3,8 +3,19 @@
 #define PHREX_TOOLS_CLI_UTIL_H
 
 // The model used when --model is not given: $PHREX_MODEL if set, else the
-// base model that scripts/setup fetched next to the sources.
+// committed trained model models/phrase (when its phrex_model.json is
+// there), else the base model that scripts/setup fetched.
 const char *phrex_cli_default_model_dir(void);
+
+// The base encoder scripts/setup fetched (models/base/all-MiniLM-L6-v2):
+// where training starts, and what `phrex embed` embeds sentences with.
+const char *phrex_cli_base_model_dir(void);
+
+// The phrase encoder folder of a model folder (encoder/model_dir.h): DIR
+// itself for a plain BERT folder, DIR/phrase (or what phrex_model.json
+// names) for a trained one. Static storage, valid until the next call;
+// NULL after printing "phrex <cmd>: <why>" to stderr.
+const char *phrex_cli_phrase_encoder_dir(const char *cmd, const char *model_dir);
 
 // Parses a whole decimal integer in [lo, hi] for option `name`; on failure
 // prints "phrex: <name> expects ..." and returns 2 (the misuse exit code).

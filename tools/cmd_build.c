@@ -199,6 +199,8 @@ int cmd_build(int argc, char **argv) {
     memset(&c, 0, sizeof c);
     int rc = parse_options(argc, argv, &c);
     if (rc) return rc < 0 ? 0 : rc;
+    // A trained model folder builds with its phrase encoder.
+    if (!(c.b.model_dir = phrex_cli_phrase_encoder_dir("build", c.b.model_dir))) return 1;
     if (c.has_threshold)
         fprintf(stderr, "phrex build: warning: no phrase filter model yet; --filter-threshold is ignored and every "
                         "token is kept\n");
@@ -236,6 +238,7 @@ int cmd_merge(int argc, char **argv) {
     }
     for (int i = optind; i < argc; i++)
         if ((rc = add_corpus(&c, argv[i]))) return rc;
+    if (!(c.b.model_dir = phrex_cli_phrase_encoder_dir("merge", c.b.model_dir))) return 1;
     if (!c.b.n_corpus || !c.b.out_dir) {
         fprintf(stderr, "phrex merge: --out and at least one SHARD are required\n\n");
         print_merge_help(stderr);

@@ -50,7 +50,7 @@ static void print_help(FILE *f) {
             "  --truncate         keep the first 510 pieces of longer lines instead of failing\n"
             "  --threads N        threads (default: all cores)\n"
             "  --batch-tokens N   tokens per forward pass (default 8192, at least 512)\n",
-            phrex_cli_default_model_dir());
+            phrex_cli_base_model_dir());
 }
 
 static int parse_options(int argc, char **argv, embed_options *o) {
@@ -59,7 +59,7 @@ static int parse_options(int argc, char **argv, embed_options *o) {
         {"no-normalize", no_argument, 0, 'n'},  {"truncate", no_argument, 0, 'x'},
         {"threads", required_argument, 0, 'j'}, {"batch-tokens", required_argument, 0, 'b'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
-    *o = (embed_options){phrex_cli_default_model_dir(), 0, 1, 0, 0, 8192};
+    *o = (embed_options){phrex_cli_base_model_dir(), 0, 1, 0, 0, 8192};
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {

@@ -90,8 +90,9 @@ static void print_help(FILE *f) {
             "  --train-titles FILE    training articles, one title a line\n"
             "                         (default data/splits/squad_train_titles.txt)\n"
             "  --valid-titles FILE    validation articles (default data/splits/squad_valid_titles.txt)\n"
-            "  --steps N | --epochs E updates, or passes over the training questions (default 1 epoch)\n"
-            "  --batch N              questions per update (default 8)\n"
+            "  --steps N | --epochs E updates, or passes over the training questions (default 5 epochs:\n"
+            "                         about 50 minutes on 2 cores, see docs/RESULTS.md)\n"
+            "  --batch N              questions per update (default 16)\n"
             "  --lr X                 peak learning rate (default 1e-4)\n"
             "  --warmup-frac X        linear warm-up share of the updates (default 0.1)\n"
             "  --weight-decay X       AdamW decoupled decay (default 0.01)\n"
@@ -100,8 +101,9 @@ static void print_help(FILE *f) {
             "  --neg-weight X         weight of the in-batch + pre-batch loss (default 1.0)\n"
             "  --dropout X            hidden and attention dropout (default 0.1)\n"
             "  --max-answer-len N     longest answer in tokens (default 10)\n"
-            "  --freeze-embeddings    freeze the phrase encoder's word embeddings too\n"
-            "                         (the query encoders' are always frozen)\n"
+            "  --freeze-embeddings    freeze the phrase encoder's word embeddings (the default; the query\n"
+            "                         encoders' are always frozen, and a packed model stores no table)\n"
+            "  --train-embeddings     train the phrase encoder's word embeddings\n"
             "  --layers K             use the lower K layers of the base model (default all)\n"
             "  --seed S               data order and dropout (default 2024)\n"
             "  --threads N            threads (default: all cores)\n"
@@ -112,7 +114,7 @@ static void print_help(FILE *f) {
             "  --resume               continue from DIR/train_state.bin with the same options\n"
             "                         (and the same --threads, for a bit-identical result)\n"
             "  --eval-only            evaluate DIR's model (or --model when DIR has none), no training\n",
-            phrex_cli_default_model_dir());
+            phrex_cli_base_model_dir());
 }
 
 static int parse_float(const char *name, const char *text, double lo, double hi, double *out) {
@@ -165,6 +167,7 @@ static int parse_one(int c, train_options *o) {
     case 'D': return parse_floatf("--dropout", optarg, 0, 0.9, &o->dropout);
     case 'a': return phrex_cli_parse_int("--max-answer-len", optarg, 1, MAX_SEQ - 2, &o->max_answer_len);
     case 'f': o->freeze_embeddings = 1; return 0;
+    case 'W': o->freeze_embeddings = 0; return 0;
     case 'L': return phrex_cli_parse_int("--layers", optarg, 1, 64, &o->layers);
     case 'S': return parse_seed(optarg, &o->seed);
     case 'j': return phrex_cli_parse_int("--threads", optarg, 1, 1024, &o->threads);
@@ -190,18 +193,19 @@ static int parse_options(int argc, char **argv, train_options *o) {
         {"weight-decay", required_argument, 0, 'd'}, {"clip", required_argument, 0, 'c'},
         {"pre-batch", required_argument, 0, 'p'},    {"neg-weight", required_argument, 0, 'n'},
         {"dropout", required_argument, 0, 'D'},      {"max-answer-len", required_argument, 0, 'a'},
-        {"freeze-embeddings", no_argument, 0, 'f'},  {"layers", required_argument, 0, 'L'},
+        {"freeze-embeddings", no_argument, 0, 'f'},
+        {"train-embeddings", no_argument, 0, 'W'},  {"layers", required_argument, 0, 'L'},
         {"seed", required_argument, 0, 'S'},         {"threads", required_argument, 0, 'j'},
         {"checkpoint-every", required_argument, 0, 'k'}, {"log", required_argument, 0, 'g'},
         {"log-every", required_argument, 0, 'G'},    {"limit-valid", required_argument, 0, 'v'},
         {"kill-after-checkpoint", required_argument, 0, 'K'}, // tests: SIGKILL itself after that checkpoint
         {"resume", no_argument, 0, 'r'},             {"eval-only", no_argument, 0, 'e'},
         {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
-    *o = (train_options){.model_dir = phrex_cli_default_model_dir(),
+    *o = (train_options){.model_dir = phrex_cli_base_model_dir(),
                          .squad = "../shared/data/squad-v1.1/dev-v1.1.40-articles.json",
                          .train_titles = "data/splits/squad_train_titles.txt",
                          .valid_titles = "data/splits/squad_valid_titles.txt",
-                         .epochs = 1, .batch = 8, .lr = 1e-4f, .warmup_frac = 0.1f, .weight_decay = 0.01f,
+                         .epochs = 5, .batch = 16, .freeze_embeddings = 1, .lr = 1e-4f, .warmup_frac = 0.1f, .weight_decay = 0.01f,
                          .clip = 1.0f, .neg_weight = 1.0f, .dropout = 0.1f, .pre_batch = 2, .max_answer_len = 10,
                          .seed = 2024, .checkpoint_every = 100, .log_every = 10};
     int c, steps_given = 0, epochs_given = 0;

@@ -18,6 +18,7 @@ static const phrex_command commands[] = {
     {"ask", cmd_ask, "answer questions over a dump (prompt, or JSON lines from a pipe)"},
     {"eval", cmd_eval, "answer a QA file and report EM, F1, passage recall@k and latency"},
     {"train-phrase", cmd_train_phrase, "train phrase and query encoders on SQuAD (DensePhrases), resumable"},
+    {"pack-model", cmd_pack_model, "store a trained model as int8 deltas from the base (for models/)"},
 };
 
 static void print_usage(FILE *f) {
