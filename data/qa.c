@@ -217,6 +217,18 @@ static int take_string(const phrex_qa_reader *r, const cJSON *v, const char *fie
 
 // --- JSON lines -------------------------------------------------------------
 
+// 1 when the JSON text holds the escape \u0000: cJSON decodes it into a NUL
+// that would silently cut the string short, so it is refused instead.
+static int has_escaped_nul(const char *s, size_t n) {
+    for (size_t i = 0; i + 6 <= n; i++) {
+        if (s[i] != '\\' || memcmp(s + i + 1, "u0000", 5)) continue;
+        size_t slashes = 0; // an escape only when an odd run of backslashes ends here
+        for (size_t j = i + 1; j-- > 0 && s[j] == '\\';) slashes++;
+        if (slashes % 2) return 1;
+    }
+    return 0;
+}
+
 static int jsonl_next(phrex_qa_reader *r, phrex_qa *out, int *has) {
     for (;;) {
         cJSON_Delete(r->doc);
@@ -241,6 +253,7 @@ static int jsonl_next(phrex_qa_reader *r, phrex_qa *out, int *has) {
         if (!r->doc)
             return phrex_fail(PHREX_ERR_FORMAT, "%s: bad JSON near byte %zu", r->where, end ? (size_t)(end - line) : 0);
         if (!cJSON_IsObject(r->doc)) return field_error(r, "record", "is not a JSON object");
+        if (has_escaped_nul(line, n)) return field_error(r, "record", "holds \\u0000, a NUL character");
         const char *question = NULL;
         rc = take_string(r, cJSON_GetObjectItemCaseSensitive(r->doc, "question"), "question", &question);
         if (rc) return rc;

@@ -373,6 +373,14 @@ static void test_jsonl_errors(void **state) {
     expect_error(p, PHREX_QA_JSONL, "utf8.jsonl:1: field 'record': invalid UTF-8 at byte 18 of the field");
     p = write_tmp("num.jsonl", "{\"question\": \"q\", \"answers\": [\"ok\", 7]}\n");
     expect_error(p, PHREX_QA_JSONL, "num.jsonl:1: field 'answers[1]' is not a string");
+    // an escaped NUL would cut the question short: refused; an escaped
+    // backslash before "u0000" is ordinary text
+    p = write_tmp("nul.jsonl", "{\"question\": \"Who\\u0000 rang?\", \"answer\": [\"x\"]}\n");
+    expect_error(p, PHREX_QA_JSONL, "nul.jsonl:1: field 'record' holds \\u0000");
+    p = write_tmp("slash.jsonl", "{\"question\": \"Who\\\\u0000 rang?\", \"answer\": [\"x\"]}\n");
+    d = drain(p, PHREX_QA_JSONL, 0);
+    assert_int_equal(d.rc, PHREX_OK);
+    assert_int_equal(d.n, 1);
 }
 
 static void test_csv_records_and_errors(void **state) {
