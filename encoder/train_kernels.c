@@ -197,6 +197,18 @@ void phrex_train_gelu_backward(float *dinp, const float *dout, const float *inp,
     }
 }
 
+// --- ReLU ------------------------------------------------------------------------
+
+void phrex_train_relu_forward(float *out, const float *inp, size_t count) {
+#pragma omp parallel for simd schedule(static) if (count >= PAR_MIN)
+    for (size_t i = 0; i < count; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+}
+
+void phrex_train_relu_backward(float *dinp, const float *dout, const float *inp, size_t count) {
+#pragma omp parallel for simd schedule(static) if (count >= PAR_MIN)
+    for (size_t i = 0; i < count; i++) dinp[i] = inp[i] > 0.0f ? dout[i] : 0.0f;
+}
+
 // --- embeddings ----------------------------------------------------------------
 
 void phrex_train_embed_forward(float *out, const int32_t *ids, const int32_t *pos, const int32_t *type_ids,

@@ -53,6 +53,14 @@ void phrex_train_gelu_forward(float *out, const float *inp, size_t count);
 // dinp = dout·gelu'(inp), gelu'(x) = Φ(x) + x·φ(x). dinp may be dout.
 void phrex_train_gelu_backward(float *dinp, const float *dout, const float *inp, size_t count);
 
+// --- ReLU: relu(x) = max(x, 0) (USE-lite's FFN) ---------------------------------
+
+// out, inp: (count); out may be inp.
+void phrex_train_relu_forward(float *out, const float *inp, size_t count);
+
+// dinp = dout where inp > 0, else 0 (the subgradient 0 at 0). dinp may be dout.
+void phrex_train_relu_backward(float *dinp, const float *dout, const float *inp, size_t count);
+
 // --- embeddings: word[id] + position[pos] + type[type_id] ---------------------
 
 // out: (n, c); ids, pos: (n); type_ids: (n) or NULL (all 0);

@@ -6,6 +6,7 @@
 #include "data/buf.h"
 #include "encoder/bert_config.h"
 #include "encoder/embedder.h"
+#include "encoder/model_dir.h"
 #include "index/build_faiss.h"
 #include "index/dump.h"
 #include "index/dump_format.h"
@@ -75,6 +76,7 @@ typedef struct {
     char dir[PATH_MAX], lmdb_path[PATH_MAX], spill_path[PATH_MAX], index_path[PATH_MAX];
     uint64_t model_hash;
     phrex_bert_config cfg;
+    char phrase_dir[PATH_MAX]; // the phrase encoder folder --model resolves to
     char *fingerprint;     // options that decide the encoded content (malloc'd)
     char *index_fp;        // options that decide the index: factory, metric, train size
     uint64_t corpus_bytes;
@@ -242,6 +244,7 @@ static int prepare_dir(builder *B) {
     while ((e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
         if (!strcmp(e->d_name, PHREX_DUMP_LMDB)) has_lmdb = 1;
+        else if (!strcmp(e->d_name, PHREX_DUMP_SHARDS)) continue; // `phrex build --mpi` builds its shards here
         else if (strncmp(e->d_name, PHREX_DUMP_LMDB, strlen(PHREX_DUMP_LMDB)) &&
                  strncmp(e->d_name, PHREX_DUMP_SPILL, strlen(PHREX_DUMP_SPILL)))
             has_other = 1;
@@ -653,12 +656,11 @@ static int make_records(builder *B, uint64_t *kept) {
         for (int j = 0; j < p->n_pieces; j++) p->n_kept += keep[j];
         *kept += p->n_kept;
         const char *id = b->strings.data + p->str_off, *title = id + p->id_len + 1, *text = title + p->title_len + 1;
-        int bitmap = p->n_kept != (uint32_t)p->n_pieces;
-        p->rec_len = phrex_dump_record_size(p->id_len, p->title_len, p->text_len, (uint32_t)p->n_pieces, bitmap);
+        size_t bound = phrex_dump_record_bound(p->id_len, p->title_len, p->text_len, (uint32_t)p->n_pieces);
         p->rec_off = b->records.len;
-        if (phrex_buf_reserve(&b->records, p->rec_len))
+        if (phrex_buf_reserve(&b->records, bound))
             return phrex_fail(PHREX_ERR_MEMORY, "cannot serialize passage %llu", (unsigned long long)p->number);
-        phrex_dump_record_encode((unsigned char *)b->records.data + p->rec_off, id, p->id_len, title, p->title_len,
+        p->rec_len = phrex_dump_record_encode((unsigned char *)b->records.data + p->rec_off, id, p->id_len, title, p->title_len,
                                  text, p->text_len, (uint32_t)p->n_pieces, b->pieces.start + p->piece0,
                                  b->pieces.end + p->piece0, keep, p->n_kept, p->first_id);
         b->records.len += p->rec_len;
@@ -796,7 +798,7 @@ static int encode_corpus(builder *B, int i, uint64_t *seen) {
 
 static int load_model(builder *B) {
     const phrex_build_options *o = B->o;
-    int rc = phrex_embedder_init(&B->emb, o->model_dir, o->batch_tokens);
+    int rc = phrex_embedder_init(&B->emb, B->phrase_dir, o->batch_tokens);
     if (rc) return rc;
     B->wp = phrex_embedder_tokenizer(B->emb);
     B->cls = phrex_wordpiece_special(B->wp, PHREX_SPECIAL_CLS);
@@ -835,7 +837,8 @@ static int encode_stage(builder *B, int fresh) {
 
 static void resolve_factory(const builder *B, char *out, size_t cap) {
     const char *f = B->o->index_factory;
-    if (!f || !*f || !strcmp(f, "auto")) phrex_index_auto_factory((int64_t)B->st.kept, out, cap);
+    if (B->o->n_shards > 1 && B->st.kept == 0) snprintf(out, cap, "Flat"); // an empty shard: nothing to train
+    else if (!f || !*f || !strcmp(f, "auto")) phrex_index_auto_factory((int64_t)B->st.kept, out, cap);
     else snprintf(out, cap, "%s", f);
 }
 
@@ -848,8 +851,11 @@ static int index_stage(builder *B) {
     char factory[128];
     resolve_factory(B, factory, sizeof factory);
     double t0 = phrex_now_seconds();
+    // A shard may hold no kept token (more shards than passages, or a
+    // filter that drops a whole range): the merge only needs its records.
+    int empty_shard = B->o->n_shards > 1 && B->st.kept == 0; // resolve_factory made it Flat
     phrex_faiss_job job = {B->spill_path, B->index_path, factory, B->o->metric == PHREX_METRIC_L2,
-                           B->C,           (int64_t)B->st.kept, B->o->train_size, B->o->progress};
+                           B->C,           (int64_t)B->st.kept, B->o->train_size, B->o->progress, empty_shard};
     int64_t trained_on;
     phrex_build_state st = B->st;
     rc = phrex_index_build_faiss(&job, &trained_on, &st.index_bytes, &st.index_hash);
@@ -938,12 +944,12 @@ static int queue_shard_passage(builder *B, phrex_dump *shard, int64_t local, uin
     bp->first_id = (uint64_t)p.first_id + id_offset;
     bp->n_kept = (uint32_t)p.n_kept;
     bp->n_pieces = p.n_tokens;
-    bp->rec_len = phrex_dump_record_size((uint32_t)p.id_len, (uint32_t)p.title_len, (uint32_t)p.text_len,
-                                         (uint32_t)p.n_tokens, p.n_kept != p.n_tokens);
+    size_t bound = phrex_dump_record_bound((uint32_t)p.id_len, (uint32_t)p.title_len, (uint32_t)p.text_len,
+                                           (uint32_t)p.n_tokens);
     bp->rec_off = b->records.len;
-    if (phrex_buf_reserve(&b->records, bp->rec_len))
+    if (phrex_buf_reserve(&b->records, bound))
         return phrex_fail(PHREX_ERR_MEMORY, "cannot serialize passage %llu", (unsigned long long)number);
-    phrex_dump_record_encode((unsigned char *)b->records.data + bp->rec_off, p.id, (uint32_t)p.id_len, p.title,
+    bp->rec_len = phrex_dump_record_encode((unsigned char *)b->records.data + bp->rec_off, p.id, (uint32_t)p.id_len, p.title,
                              (uint32_t)p.title_len, p.text, (uint32_t)p.text_len, (uint32_t)p.n_tokens, p.start, p.end,
                              p.kept, (uint32_t)p.n_kept, bp->first_id);
     b->records.len += bp->rec_len;
@@ -1073,13 +1079,25 @@ static int set_paths(builder *B) {
     return PHREX_OK;
 }
 
+// --model names a plain HF folder or a trained model folder
+// (encoder/model_dir.h): the phrase encoder is what the dump needs.
+static int resolve_phrase_dir(builder *B) {
+    phrex_model_paths *p = malloc(sizeof *p);
+    if (!p) return phrex_fail(PHREX_ERR_MEMORY, "cannot allocate model paths");
+    int rc = phrex_model_dir_resolve(B->o->model_dir, p);
+    if (!rc && snprintf(B->phrase_dir, sizeof B->phrase_dir, "%s", p->phrase) >= (int)sizeof B->phrase_dir)
+        rc = phrex_fail(PHREX_ERR_INPUT, "%s: path too long", p->phrase);
+    free(p);
+    return rc;
+}
+
 static int setup(builder *B) {
     const phrex_build_options *o = B->o;
     char config[PATH_MAX];
     int rc;
     if ((rc = set_paths(B))) return rc;
     if (!o->model_dir) return phrex_fail(PHREX_ERR_INPUT, "no model directory given");
-    if ((rc = phrex_dump_path(config, sizeof config, o->model_dir, "config.json")) ||
+    if ((rc = resolve_phrase_dir(B)) || (rc = phrex_dump_path(config, sizeof config, B->phrase_dir, "config.json")) ||
         (rc = phrex_bert_config_read(&B->cfg, config)) || (rc = check_options(o, &B->cfg)) ||
         (rc = phrex_dump_hash_model(o->model_dir, &B->model_hash)) || (rc = make_fingerprint(B)) ||
         (rc = make_index_fingerprint(B)) || (rc = set_shard_range(B)))
@@ -1150,7 +1168,7 @@ static int merge_setup(builder *B, phrex_build_options *mo) {
     int rc;
     if ((rc = set_paths(B))) return rc;
     if (!o->model_dir) return phrex_fail(PHREX_ERR_INPUT, "no model directory given");
-    if ((rc = phrex_dump_path(config, sizeof config, o->model_dir, "config.json")) ||
+    if ((rc = resolve_phrase_dir(B)) || (rc = phrex_dump_path(config, sizeof config, B->phrase_dir, "config.json")) ||
         (rc = phrex_bert_config_read(&B->cfg, config)) || (rc = phrex_dump_hash_model(o->model_dir, &B->model_hash)))
         return rc;
     B->C = B->cfg.hidden_size;

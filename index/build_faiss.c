@@ -176,7 +176,8 @@ int phrex_index_check_factory(const char *factory, int dim, int metric_l2) {
 
 int phrex_index_build_faiss(const phrex_faiss_job *job, int64_t *trained_on, uint64_t *bytes, uint64_t *hash) {
     *trained_on = 0;
-    if (job->n <= 0) return phrex_fail(PHREX_ERR_INPUT, "no token vectors to index (every token filtered out?)");
+    if (job->n <= 0 && !job->allow_empty)
+        return phrex_fail(PHREX_ERR_INPUT, "no token vectors to index (every token filtered out?)");
     FaissIndex *index;
     int rc = create_index(job->factory, job->dim, job->metric_l2, &index);
     if (rc) return rc;

@@ -14,6 +14,8 @@ typedef struct {
     int64_t n;              // rows in the spill
     int64_t train_size;     // 0: chosen from the factory
     int progress;
+    int allow_empty;        // n == 0 is fine (a shard whose range has no kept
+                            // token: an empty Flat index); else an error
 } phrex_faiss_job;
 
 // Trains (when the factory needs it) on a stratified random sample of the

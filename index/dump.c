@@ -18,19 +18,28 @@
 #include <string.h>
 #include <sys/stat.h>
 
+// One reader of the LMDB file: a read transaction (held for the reader's
+// life: the dump is immutable, so values stay mapped and valid), a cursor
+// over the id map and aligned copies of the current passage's offsets and
+// keep flags (LMDB values carry no alignment guarantee).
+struct phrex_dump_reader {
+    phrex_dump *d;
+    MDB_txn *txn;
+    int own_txn; // 0 for the dump's built-in reader, which uses the dump's transaction
+    MDB_cursor *kept_cur;
+    int32_t *start, *end;
+    uint8_t *kept;
+    size_t cap;
+};
+
 struct phrex_dump {
     char dir[PATH_MAX], lmdb_path[PATH_MAX], index_path[PATH_MAX];
     phrex_dump_info info;
     FaissIndex *index;
-    MDB_env *env;
+    MDB_env *env; // MDB_NOTLS: any number of read transactions, in any threads
     MDB_txn *txn; // one read transaction for the handle's life: the dump is immutable
     MDB_dbi db_pass, db_kept;
-    MDB_cursor *kept_cur;
-    // Aligned copies of the current passage's offsets and keep flags
-    // (LMDB values carry no alignment guarantee).
-    int32_t *start, *end;
-    uint8_t *kept;
-    size_t cap;
+    phrex_dump_reader base; // what the phrex_dump_* readers use (one thread at a time)
 };
 
 const char *phrex_dump_metric_name(phrex_metric m) { return m == PHREX_METRIC_L2 ? "l2" : "inner_product"; }
@@ -91,6 +100,23 @@ static int load_index(phrex_dump *d, const phrex_manifest *m) {
     return PHREX_OK;
 }
 
+// A truncated LMDB file still opens (LMDB reads only its meta pages), and
+// the first read of a page past the end would kill the process with SIGBUS:
+// the pages its meta page says are in use must all be in the file.
+static int check_lmdb_size(phrex_dump *d) {
+    MDB_envinfo ei;
+    MDB_stat es;
+    struct stat st;
+    int rc = mdb_env_info(d->env, &ei);
+    if (rc || (rc = mdb_env_stat(d->env, &es))) return phrex_dump_lmdb_fail(rc, d->lmdb_path, "cannot stat");
+    if (stat(d->lmdb_path, &st) != 0) return phrex_fail(PHREX_ERR_IO, "%s: %s", d->lmdb_path, strerror(errno));
+    uint64_t need = ((uint64_t)ei.me_last_pgno + 1) * es.ms_psize;
+    if ((uint64_t)st.st_size < need)
+        return phrex_fail(PHREX_ERR_FORMAT, "%s: %lld bytes, but its pages reach byte %llu: the file is truncated",
+                          d->lmdb_path, (long long)st.st_size, (unsigned long long)need);
+    return PHREX_OK;
+}
+
 static int open_lmdb(phrex_dump *d, const phrex_manifest *m, unsigned flags) {
     int rc = mdb_env_create(&d->env);
     if (rc) return phrex_dump_lmdb_fail(rc, d->lmdb_path, "cannot create an environment");
@@ -99,11 +125,19 @@ static int open_lmdb(phrex_dump *d, const phrex_manifest *m, unsigned flags) {
     if ((rc = mdb_env_set_maxdbs(d->env, 4)) ||
         (rc = mdb_env_open(d->env, d->lmdb_path, MDB_NOSUBDIR | MDB_RDONLY | MDB_NOLOCK | MDB_NOTLS, 0444)))
         return phrex_dump_lmdb_fail(rc, d->lmdb_path, "cannot open");
+    if ((rc = check_lmdb_size(d))) return rc;
+    // The databases are opened in a transaction of their own and committed,
+    // which makes their handles valid in every later transaction (readers').
     if ((rc = mdb_txn_begin(d->env, NULL, MDB_RDONLY, &d->txn)))
         return phrex_dump_lmdb_fail(rc, d->lmdb_path, "cannot begin a read transaction");
     if ((rc = mdb_dbi_open(d->txn, "passages", 0, &d->db_pass)) || (rc = mdb_dbi_open(d->txn, "kept", 0, &d->db_kept)))
         return phrex_dump_lmdb_fail(rc, d->lmdb_path, "missing database");
-    if ((rc = mdb_cursor_open(d->txn, d->db_kept, &d->kept_cur)))
+    rc = mdb_txn_commit(d->txn);
+    d->txn = NULL;
+    if (rc || (rc = mdb_txn_begin(d->env, NULL, MDB_RDONLY, &d->txn)))
+        return phrex_dump_lmdb_fail(rc, d->lmdb_path, "cannot begin a read transaction");
+    d->base = (phrex_dump_reader){.d = d, .txn = d->txn};
+    if ((rc = mdb_cursor_open(d->txn, d->db_kept, &d->base.kept_cur)))
         return phrex_dump_lmdb_fail(rc, d->lmdb_path, "cannot open a cursor");
     MDB_stat st;
     if ((rc = mdb_stat(d->txn, d->db_pass, &st))) return phrex_dump_lmdb_fail(rc, d->lmdb_path, "cannot stat");
@@ -175,13 +209,13 @@ int phrex_dump_open(phrex_dump **out, const char *dir, const char *model_dir) {
 
 void phrex_dump_free(phrex_dump *d) {
     if (!d) return;
-    if (d->kept_cur) mdb_cursor_close(d->kept_cur);
+    if (d->base.kept_cur) mdb_cursor_close(d->base.kept_cur);
     if (d->txn) mdb_txn_abort(d->txn);
     if (d->env) mdb_env_close(d->env);
     if (d->index) faiss_Index_free(d->index);
-    free(d->start);
-    free(d->end);
-    free(d->kept);
+    free(d->base.start);
+    free(d->base.end);
+    free(d->base.kept);
     free(d);
 }
 
@@ -197,7 +231,7 @@ uint64_t phrex_dump_content_hash(const phrex_dump *d) {
     return phrex_hash64_final(&h);
 }
 
-static int grow_arrays(phrex_dump *d, size_t n) {
+static int grow_arrays(phrex_dump_reader *d, size_t n) {
     if (n <= d->cap) return PHREX_OK;
     size_t cap = d->cap ? d->cap : 512;
     while (cap < n) cap *= 2;
@@ -212,7 +246,36 @@ static int grow_arrays(phrex_dump *d, size_t n) {
     return PHREX_OK;
 }
 
-static int get_record(phrex_dump *d, int64_t number, phrex_dump_record *r) {
+int phrex_dump_reader_init(phrex_dump_reader **out, phrex_dump *d) {
+    *out = NULL;
+    phrex_dump_reader *rd = calloc(1, sizeof *rd);
+    if (!rd) return phrex_fail(PHREX_ERR_MEMORY, "cannot allocate a dump reader");
+    rd->d = d;
+    rd->own_txn = 1;
+    int rc = mdb_txn_begin(d->env, NULL, MDB_RDONLY, &rd->txn);
+    if (!rc) rc = mdb_cursor_open(rd->txn, d->db_kept, &rd->kept_cur);
+    if (rc) {
+        phrex_dump_reader_free(rd);
+        return phrex_dump_lmdb_fail(rc, d->lmdb_path, "cannot begin a reader's transaction");
+    }
+    *out = rd;
+    return PHREX_OK;
+}
+
+void phrex_dump_reader_free(phrex_dump_reader *rd) {
+    if (!rd || !rd->own_txn) return;
+    if (rd->kept_cur) mdb_cursor_close(rd->kept_cur);
+    if (rd->txn) mdb_txn_abort(rd->txn);
+    free(rd->start);
+    free(rd->end);
+    free(rd->kept);
+    free(rd);
+}
+
+phrex_dump_reader *phrex_dump_default_reader(phrex_dump *d) { return &d->base; }
+
+static int get_record(phrex_dump_reader *rd, int64_t number, phrex_dump_record *r) {
+    const phrex_dump *d = rd->d;
     if (number < 0 || number >= d->info.passages)
         return phrex_fail(PHREX_ERR_INPUT, "passage %lld is out of range (the dump has %lld)", (long long)number,
                           (long long)d->info.passages);
@@ -221,23 +284,35 @@ static int get_record(phrex_dump *d, int64_t number, phrex_dump_record *r) {
     MDB_val k = {8, key}, v;
     char what[PATH_MAX + 64];
     snprintf(what, sizeof what, "%s: passage %lld", d->lmdb_path, (long long)number);
-    int rc = mdb_get(d->txn, d->db_pass, &k, &v);
+    int rc = mdb_get(rd->txn, d->db_pass, &k, &v);
     if (rc) return phrex_dump_lmdb_fail(rc, d->lmdb_path, what);
     return phrex_dump_record_decode(v.mv_data, v.mv_size, what, r);
 }
 
-int phrex_dump_get_passage(phrex_dump *d, int64_t number, phrex_dump_passage *out) {
-    phrex_dump_record r;
-    int rc = get_record(d, number, &r);
-    if (rc || (rc = grow_arrays(d, r.n_tokens))) return rc;
-    for (uint32_t t = 0; t < r.n_tokens; t++) {
-        phrex_dump_record_span(&r, t, &d->start[t], &d->end[t]);
-        d->kept[t] = (uint8_t)phrex_dump_record_kept(&r, t);
-    }
+// Decodes record r of passage `number` into *out (offsets into the reader's buffers).
+static int fill_passage(phrex_dump_reader *rd, int64_t number, const phrex_dump_record *rec,
+                        phrex_dump_passage *out) {
+    phrex_dump_record r = *rec;
+    int rc = grow_arrays(rd, r.n_tokens);
+    if (rc) return rc;
+    char what[PATH_MAX + 64];
+    snprintf(what, sizeof what, "%s: passage %lld", rd->d->lmdb_path, (long long)number);
+    if ((rc = phrex_dump_record_offsets(&r, what, rd->start, rd->end))) return rc;
+    for (uint32_t t = 0; t < r.n_tokens; t++) rd->kept[t] = (uint8_t)phrex_dump_record_kept(&r, t);
     *out = (phrex_dump_passage){number,      r.id,       r.title,   r.text,   r.id_len, r.title_len,
                                 r.text_len, (int32_t)r.n_tokens, (int32_t)r.n_kept, (int64_t)r.first_id,
-                                d->start,   d->end,     d->kept};
+                                rd->start,   rd->end,     rd->kept};
     return PHREX_OK;
+}
+
+int phrex_dump_reader_get_passage(phrex_dump_reader *rd, int64_t number, phrex_dump_passage *out) {
+    phrex_dump_record r;
+    int rc = get_record(rd, number, &r);
+    return rc ? rc : fill_passage(rd, number, &r, out);
+}
+
+int phrex_dump_get_passage(phrex_dump *d, int64_t number, phrex_dump_passage *out) {
+    return phrex_dump_reader_get_passage(&d->base, number, out);
 }
 
 // The k-th (0-based) kept token of a record.
@@ -248,7 +323,10 @@ static int32_t nth_kept(const phrex_dump_record *r, uint64_t k) {
     return -1;
 }
 
-int phrex_dump_locate(phrex_dump *d, int64_t id, int64_t *passage, int32_t *token) {
+// Vector id -> its passage's record and the token, one cursor step and one read.
+static int locate_record(phrex_dump_reader *rd, int64_t id, int64_t *passage, int32_t *token,
+                         phrex_dump_record *rec) {
+    const phrex_dump *d = rd->d;
     if (id < 0 || id >= d->info.kept)
         return phrex_fail(PHREX_ERR_INPUT, "vector id %lld is out of range (the dump has %lld)", (long long)id,
                           (long long)d->info.kept);
@@ -256,27 +334,48 @@ int phrex_dump_locate(phrex_dump *d, int64_t id, int64_t *passage, int32_t *toke
     phrex_dump_put_be64(key, (uint64_t)id);
     MDB_val k = {8, key}, v;
     // The passage whose first id is the greatest one <= id.
-    int rc = mdb_cursor_get(d->kept_cur, &k, &v, MDB_SET_RANGE);
-    if (rc == 0 && phrex_dump_get_be64(k.mv_data) != (uint64_t)id) rc = mdb_cursor_get(d->kept_cur, &k, &v, MDB_PREV);
-    else if (rc == MDB_NOTFOUND) rc = mdb_cursor_get(d->kept_cur, &k, &v, MDB_LAST);
+    int rc = mdb_cursor_get(rd->kept_cur, &k, &v, MDB_SET_RANGE);
+    if (rc == 0 && phrex_dump_get_be64(k.mv_data) != (uint64_t)id) rc = mdb_cursor_get(rd->kept_cur, &k, &v, MDB_PREV);
+    else if (rc == MDB_NOTFOUND) rc = mdb_cursor_get(rd->kept_cur, &k, &v, MDB_LAST);
     if (rc) return phrex_dump_lmdb_fail(rc, d->lmdb_path, "id map lookup");
     if (k.mv_size != 8 || v.mv_size != 8) return phrex_fail(PHREX_ERR_FORMAT, "%s: damaged id map entry", d->lmdb_path);
     uint64_t first = phrex_dump_get_be64(k.mv_data);
     int64_t number = (int64_t)phrex_dump_get_le64(v.mv_data);
     phrex_dump_record r;
-    if ((rc = get_record(d, number, &r))) return rc;
+    if ((rc = get_record(rd, number, &r))) return rc;
     int32_t t = r.first_id == first && (uint64_t)id - first < r.n_kept ? nth_kept(&r, (uint64_t)id - first) : -1;
     if (t < 0)
         return phrex_fail(PHREX_ERR_FORMAT, "%s: id map says vector %lld is in passage %lld, which disagrees",
                           d->lmdb_path, (long long)id, (long long)number);
     *passage = number;
     *token = t;
+    *rec = r;
     return PHREX_OK;
+}
+
+int phrex_dump_reader_locate(phrex_dump_reader *rd, int64_t id, int64_t *passage, int32_t *token) {
+    phrex_dump_record r;
+    return locate_record(rd, id, passage, token, &r);
+}
+
+int phrex_dump_reader_locate_passage(phrex_dump_reader *rd, int64_t id, phrex_dump_passage *out, int32_t *token) {
+    phrex_dump_record r;
+    int64_t number = -1;
+    int rc = locate_record(rd, id, &number, token, &r);
+    return rc ? rc : fill_passage(rd, number, &r, out);
+}
+
+int phrex_dump_locate(phrex_dump *d, int64_t id, int64_t *passage, int32_t *token) {
+    return phrex_dump_reader_locate(&d->base, id, passage, token);
+}
+
+int phrex_dump_locate_passage(phrex_dump *d, int64_t id, phrex_dump_passage *out, int32_t *token) {
+    return phrex_dump_reader_locate_passage(&d->base, id, out, token);
 }
 
 int phrex_dump_vector_id(phrex_dump *d, int64_t passage, int32_t token, int64_t *id) {
     phrex_dump_record r;
-    int rc = get_record(d, passage, &r);
+    int rc = get_record(&d->base, passage, &r);
     if (rc) return rc;
     if (token < 0 || (uint32_t)token >= r.n_tokens)
         return phrex_fail(PHREX_ERR_INPUT, "token %d is out of range (passage %lld has %u)", token,

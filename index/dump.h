@@ -8,8 +8,10 @@
 // hash, and the LMDB content hash; a dump that fails any check is refused
 // with a message naming the file and what differs.
 //
-// A handle is for one thread at a time (its LMDB read transaction and
-// buffers); open one handle per thread.
+// The phrex_dump_* readers below share one built-in reader: one thread at
+// a time. For concurrent reads, give each thread a phrex_dump_reader (its
+// own LMDB read transaction, cursor and buffers) over one opened dump; the
+// FAISS index is read-only and shared (search, reconstruct).
 #ifndef PHREX_INDEX_DUMP_H
 #define PHREX_INDEX_DUMP_H
 
@@ -43,8 +45,9 @@ typedef struct {
     char filter[64];           // "none" or the filter's name
 } phrex_dump_info;
 
-// A passage as stored. Strings are NUL-terminated; everything stays valid
-// until the next call on the same handle.
+// A passage as stored. Strings are NUL-terminated and point into the LMDB
+// map: valid while the reader (or dump) that returned them is open. The
+// offset and keep arrays are valid until the next call on the same reader.
 typedef struct {
     int64_t number;          // passage number (corpus order, from 0)
     const char *id, *title, *text;
@@ -73,6 +76,8 @@ int phrex_dump_get_passage(phrex_dump *d, int64_t number, phrex_dump_passage *ou
 
 // Vector id -> (passage, token). PHREX_ERR_INPUT when id is out of range.
 int phrex_dump_locate(phrex_dump *d, int64_t id, int64_t *passage, int32_t *token);
+// Both in one read: vector id -> its passage and token.
+int phrex_dump_locate_passage(phrex_dump *d, int64_t id, phrex_dump_passage *out, int32_t *token);
 // (passage, token) -> vector id, or -1 when the token has no vector.
 int phrex_dump_vector_id(phrex_dump *d, int64_t passage, int32_t token, int64_t *id);
 // Inverted lists visited per search (IVF indexes; DensePhrases uses 256).
@@ -81,6 +86,22 @@ int phrex_dump_set_nprobe(phrex_dump *d, int nprobe);
 
 // The stored (possibly quantized) vector of id; out: (dim).
 int phrex_dump_reconstruct(phrex_dump *d, int64_t id, float *out);
+
+// --- per-thread readers ---------------------------------------------------
+// A reader holds a read transaction for its whole life (the dump never
+// changes), so the id, title and text of a passage it returns point into
+// the LMDB map and stay valid until phrex_dump_reader_free; the offset and
+// keep arrays are the reader's buffers, valid until its next call. Any
+// number of readers may be open at once, each used by one thread at a
+// time; free them before the dump.
+typedef struct phrex_dump_reader phrex_dump_reader;
+int phrex_dump_reader_init(phrex_dump_reader **out, phrex_dump *d);
+void phrex_dump_reader_free(phrex_dump_reader *r);
+int phrex_dump_reader_get_passage(phrex_dump_reader *r, int64_t number, phrex_dump_passage *out);
+int phrex_dump_reader_locate(phrex_dump_reader *r, int64_t id, int64_t *passage, int32_t *token);
+int phrex_dump_reader_locate_passage(phrex_dump_reader *r, int64_t id, phrex_dump_passage *out, int32_t *token);
+// The built-in reader of the phrex_dump_* calls (not to be freed).
+phrex_dump_reader *phrex_dump_default_reader(phrex_dump *d);
 
 // A hash of everything the dump holds (passages, offsets, id map, index
 // file): two builds of the same corpus with the same options and model

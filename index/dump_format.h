@@ -19,37 +19,32 @@
 //     "info"       "build": the build state (below); "options": the build
 //                  options fingerprint, text, so a resume with other options
 //                  is refused naming what changed.
+//   shards/        only from `phrex build --mpi`: the shard dumps the ranks
+//                  built (K-of-N), which rank 0 merged into this dump.
 //   vectors.f32    the spill: a 64-byte header then (kept, dim) float32
 //                  rows, the raw vectors the index is trained and filled
 //                  from. Removed when the dump completes (--keep-vectors
 //                  keeps it).
 //
-// Passage record, little-endian integers:
-//   0  u8  record version (1)        1  u8 flags (bit 0: keep bitmap present)
-//   2  u16 reserved (0)              4  u32 n_tokens (word pieces, no [CLS]/[SEP])
-//   8  u32 n_kept                   12  u32 id_len
-//  16  u32 title_len                20  u32 text_len
-//  24  u64 first_id                 32  id NUL title NUL text NUL
-//   then n_tokens x (i32 start, i32 end): byte offsets into text, [start, end)
-//   then, with flag bit 0, ceil(n_tokens / 8) bytes: bit t%8 of byte t/8 set
-//   when token t has a vector. Without the flag every token has one.
+// Passage records: index/record.h (version 2, compact varints; dumps of
+// format version 1 are refused with a message to rebuild them).
 #ifndef PHREX_INDEX_DUMP_FORMAT_H
 #define PHREX_INDEX_DUMP_FORMAT_H
+
+#include "index/record.h"
 
 #include <lmdb.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define PHREX_DUMP_FORMAT_NAME "phrex-dump"
-#define PHREX_DUMP_FORMAT_VERSION 1
+#define PHREX_DUMP_FORMAT_VERSION 2 // 2: compact records (index/record.h)
 #define PHREX_DUMP_MANIFEST "manifest.json"
 #define PHREX_DUMP_INDEX "index.faiss"
 #define PHREX_DUMP_LMDB "meta.mdb"
 #define PHREX_DUMP_SPILL "vectors.f32"
+#define PHREX_DUMP_SHARDS "shards" // phrex build --mpi: the ranks' shards, shards/K-of-N
 
-#define PHREX_DUMP_RECORD_VERSION 1
-#define PHREX_DUMP_RECORD_HEADER 32
-#define PHREX_DUMP_RECORD_KEEP_BITMAP 1u
 
 #define PHREX_DUMP_SPILL_MAGIC "PHRXSPIL"
 #define PHREX_DUMP_SPILL_VERSION 1
@@ -86,41 +81,6 @@ typedef struct {
     uint64_t index_hash;  // index.faiss hash (stage INDEXED)
     uint64_t trained_on;  // vectors the index was trained on (stage INDEXED)
 } phrex_build_state;
-
-// A decoded passage record; pointers point into the record bytes.
-typedef struct {
-    uint32_t n_tokens, n_kept;
-    uint64_t first_id;
-    const char *id, *title, *text; // NUL-terminated
-    uint32_t id_len, title_len, text_len;
-    const unsigned char *offsets; // (n_tokens, 2) little-endian i32, unaligned
-    const unsigned char *keep;    // bitmap, or NULL when every token is kept
-} phrex_dump_record;
-
-// Bytes of a record with these sizes.
-size_t phrex_dump_record_size(uint32_t id_len, uint32_t title_len, uint32_t text_len, uint32_t n_tokens, int bitmap);
-
-// Writes a record into out[0, phrex_dump_record_size(..)). `keep` (n_tokens
-// flags, 0/1) may be NULL when every token is kept; a bitmap is written
-// only when some token is not.
-void phrex_dump_record_encode(unsigned char *out, const char *id, uint32_t id_len, const char *title,
-                              uint32_t title_len, const char *text, uint32_t text_len, uint32_t n_tokens,
-                              const int32_t *start, const int32_t *end, const uint8_t *keep, uint32_t n_kept,
-                              uint64_t first_id);
-
-// Parses and checks a record (sizes, NULs, offsets inside the text, the
-// keep count). PHREX_ERR_FORMAT naming `what` (e.g. "meta.mdb passage 12").
-int phrex_dump_record_decode(const void *data, size_t len, const char *what, phrex_dump_record *out);
-
-static inline void phrex_dump_record_span(const phrex_dump_record *r, uint32_t t, int32_t *start, int32_t *end) {
-    const unsigned char *p = r->offsets + 8 * (size_t)t;
-    *start = (int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
-    *end = (int32_t)((uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24);
-}
-
-static inline int phrex_dump_record_kept(const phrex_dump_record *r, uint32_t t) {
-    return !r->keep || (r->keep[t >> 3] >> (t & 7) & 1);
-}
 
 void phrex_dump_state_encode(const phrex_build_state *s, unsigned char out[PHREX_DUMP_STATE_BYTES]);
 int phrex_dump_state_decode(const void *data, size_t len, const char *what, phrex_build_state *s);

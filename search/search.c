@@ -9,7 +9,6 @@
 #include <faiss/c_api/Index_c.h>
 #include <faiss/c_api/error_c.h>
 #include <faiss/c_api/utils/distances_c.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,8 +19,7 @@
 // --- the shared part ------------------------------------------------------
 
 struct phrex_searcher {
-    phrex_dump *dump;
-    pthread_mutex_t lock; // the dump handle's LMDB transaction and buffers
+    phrex_dump *dump;     // read by each phrex_search through its own phrex_dump_reader
     FaissIndex *index;    // read-only while searching: shared as it is
     phrex_query_model *qm;
     int dim, ivf;
@@ -63,6 +61,10 @@ static int has_inverted_lists(FaissIndex *index) {
 
 int phrex_searcher_set_nprobe(phrex_searcher *s, int nprobe) { return phrex_dump_set_nprobe(s->dump, nprobe); }
 int phrex_searcher_is_ivf(const phrex_searcher *s) { return s->ivf; }
+phrex_dump *phrex_searcher_dump(phrex_searcher *s) { return s->dump; }
+int phrex_searcher_reconstruct(const phrex_searcher *s, int64_t id, float *out) {
+    return phrex_dump_reconstruct(s->dump, id, out);
+}
 const phrex_dump_info *phrex_searcher_info(const phrex_searcher *s) { return phrex_dump_get_info(s->dump); }
 const phrex_query_model *phrex_searcher_query_model(const phrex_searcher *s) { return s->qm; }
 
@@ -70,7 +72,6 @@ void phrex_searcher_free(phrex_searcher *s) {
     if (!s) return;
     phrex_dump_free(s->dump);
     phrex_query_model_free(s->qm);
-    pthread_mutex_destroy(&s->lock);
     free(s);
 }
 
@@ -102,7 +103,6 @@ int phrex_searcher_init_with_model(phrex_searcher **out, const phrex_searcher_op
         return phrex_fail(PHREX_ERR_MEMORY, "cannot allocate a searcher");
     }
     s->qm = qm;
-    pthread_mutex_init(&s->lock, NULL);
     int rc = open_dump(s, o);
     if (rc) {
         phrex_searcher_free(s);
@@ -182,7 +182,9 @@ static char *pool_strdup(byte_pool *p, const char *s, size_t n) {
     return d;
 }
 
-// A passage copied out of the dump for the current query.
+// A passage of the current query: id, title and text point into the LMDB
+// map (the handle's reader keeps its read transaction open), the offsets
+// and keep flags are copied into the pool (the reader reuses its buffers).
 typedef struct {
     int64_t number, first_id;
     int32_t n_tokens;
@@ -206,6 +208,7 @@ typedef struct {
     float score, s_score, e_score;
     int slot;
     int32_t i, j; // token span, inclusive
+    int64_t i_id, j_id; // their vector ids
 } span;
 
 // What an accepted result is de-duplicated on.
@@ -220,6 +223,7 @@ struct phrex_search {
     phrex_search_options o;
     int k, C;
     phrex_query_encoder *qenc;
+    phrex_dump_reader *rd; // this handle's LMDB read transaction
     float *q;        // (2, C): q_start, q_end
     float *D;        // (2, k) FAISS scores
     int64_t *I;      // (2, k) FAISS ids
@@ -242,6 +246,7 @@ const phrex_search_options *phrex_search_get_options(const phrex_search *h) { re
 void phrex_search_free(phrex_search *h) {
     if (!h) return;
     phrex_query_encoder_free(h->qenc);
+    phrex_dump_reader_free(h->rd);
     free(h->q);
     free(h->D);
     free(h->I);
@@ -276,12 +281,13 @@ static int choose_search_k(const phrex_search_options *o, int64_t ntotal) {
     return (int)(k < ntotal ? k : ntotal);
 }
 
-// Passage copies for one query: up to 2k passages of about 16 bytes a token
-// (text, offsets, keep flags) plus id and title; twice that for passages
-// longer than average. A query with more grows the pool once, for good.
+// Offset copies for one query: up to 2k passages of 9 bytes a token (two
+// offsets, a keep flag), twice that for passages longer than average, and
+// the results' answer and sentence strings. A query with more grows the
+// pool once, for good.
 static size_t pool_estimate(const phrex_search *h, const phrex_dump_info *info) {
     double tokens = info->passages ? (double)info->tokens / (double)info->passages : 0;
-    double bytes = 2.0 * 2.0 * (double)h->k * (16.0 * tokens + 256.0) + (double)h->o.top_k * 1024.0;
+    double bytes = 2.0 * 2.0 * (double)h->k * (9.0 * tokens + 32.0) + (double)h->o.top_k * 1024.0;
     return bytes < POOL_BLOCK_BYTES ? POOL_BLOCK_BYTES : bytes > (1u << 30) ? (1u << 30) : (size_t)bytes;
 }
 
@@ -321,7 +327,8 @@ int phrex_search_init(phrex_search **out, phrex_searcher *s, const phrex_search_
     h->o = *o;
     h->C = s->dim;
     h->k = choose_search_k(o, phrex_dump_get_info(s->dump)->kept);
-    if ((rc = alloc_buffers(h)) || (rc = phrex_query_encoder_init(&h->qenc, s->qm))) {
+    if ((rc = alloc_buffers(h)) || (rc = phrex_query_encoder_init(&h->qenc, s->qm)) ||
+        (rc = phrex_dump_reader_init(&h->rd, s->dump))) {
         phrex_search_free(h);
         return rc;
     }
@@ -329,19 +336,17 @@ int phrex_search_init(phrex_search **out, phrex_searcher *s, const phrex_search_
     return PHREX_OK;
 }
 
-// --- resolving hits (under the dump lock) ---------------------------------
+// --- resolving hits -------------------------------------------------------
 
 static int copy_passage(phrex_search *h, const phrex_dump_passage *p, cached_passage *c) {
     size_t n = (size_t)p->n_tokens;
     byte_pool *pool = &h->pool;
     int32_t *start = pool_alloc(pool, n * sizeof *start + 1), *end = pool_alloc(pool, n * sizeof *end + 1);
     uint8_t *kept = pool_alloc(pool, n + 1);
-    *c = (cached_passage){p->number, p->first_id, p->n_tokens,
-                          pool_strdup(pool, p->id, p->id_len), pool_strdup(pool, p->title, p->title_len),
-                          pool_strdup(pool, p->text, p->text_len), p->id_len, p->title_len, p->text_len,
-                          start, end, kept, 0};
-    if (!start || !end || !kept || !c->id || !c->title || !c->text)
-        return phrex_fail(PHREX_ERR_MEMORY, "cannot copy passage %lld", (long long)p->number);
+    *c = (cached_passage){p->number, p->first_id, p->n_tokens, p->id, p->title, p->text, p->id_len, p->title_len,
+                          p->text_len, start, end, kept, 0};
+    if (!start || !end || !kept)
+        return phrex_fail(PHREX_ERR_MEMORY, "cannot copy the offsets of passage %lld", (long long)p->number);
     memcpy(start, p->start, n * sizeof *start);
     memcpy(end, p->end, n * sizeof *end);
     memcpy(kept, p->kept, n);
@@ -353,19 +358,19 @@ static unsigned hash_number(int64_t n, int size) {
     return (unsigned)(x >> 32) & (unsigned)(size - 1);
 }
 
-// The cache slot of passage `number`, fetching it from the dump if new.
-static int passage_slot(phrex_search *h, int64_t number, int *slot) {
-    unsigned b = hash_number(number, h->table_size);
+// The cache slot of passage p (just read with a hit), copying its offsets
+// if it is new to this query.
+static int passage_slot(phrex_search *h, const phrex_dump_passage *p, int *slot) {
+    unsigned b = hash_number(p->number, h->table_size);
     while (h->table[b]) {
-        if (h->pass[h->table[b] - 1].number == number) {
+        if (h->pass[h->table[b] - 1].number == p->number) {
             *slot = h->table[b] - 1;
             return PHREX_OK;
         }
         b = (b + 1) & (unsigned)(h->table_size - 1);
     }
-    phrex_dump_passage p;
-    int rc = phrex_dump_get_passage(h->s->dump, number, &p);
-    if (rc || (rc = copy_passage(h, &p, &h->pass[h->n_pass]))) return rc;
+    int rc = copy_passage(h, p, &h->pass[h->n_pass]);
+    if (rc) return rc;
     *slot = h->n_pass++;
     h->table[b] = *slot + 1;
     return PHREX_OK;
@@ -373,28 +378,23 @@ static int passage_slot(phrex_search *h, int64_t number, int *slot) {
 
 static float faiss_to_score(const phrex_searcher *s, float d) { return s->metric == PHREX_METRIC_L2 ? -d : d; }
 
-static int resolve_hits_locked(phrex_search *h) {
+// Each hit: one id-map step and one record read through this handle's
+// reader (no lock: readers are independent).
+static int resolve_hits(phrex_search *h) {
+    memset(h->table, 0, (size_t)h->table_size * sizeof *h->table);
+    h->n_hits = h->n_pass = 0;
     for (int half = 0; half < 2; half++)
         for (int r = 0; r < h->k; r++) {
             int64_t id = h->I[half * h->k + r];
             if (id < 0) continue; // fewer vectors than k (or an IVF probe came up short)
-            int64_t number;
+            phrex_dump_passage p;
             int32_t token;
             int slot, rc;
-            if ((rc = phrex_dump_locate(h->s->dump, id, &number, &token)) || (rc = passage_slot(h, number, &slot)))
+            if ((rc = phrex_dump_reader_locate_passage(h->rd, id, &p, &token)) || (rc = passage_slot(h, &p, &slot)))
                 return rc;
             h->hits[h->n_hits++] = (hit){slot, token, id, faiss_to_score(h->s, h->D[half * h->k + r]), half};
         }
     return PHREX_OK;
-}
-
-static int resolve_hits(phrex_search *h) {
-    memset(h->table, 0, (size_t)h->table_size * sizeof *h->table);
-    h->n_hits = h->n_pass = 0;
-    pthread_mutex_lock(&h->s->lock);
-    int rc = resolve_hits_locked(h);
-    pthread_mutex_unlock(&h->s->lock);
-    return rc;
 }
 
 // --- span scoring ---------------------------------------------------------
@@ -427,10 +427,11 @@ static int other_half(phrex_search *h, int half, int64_t id, float *score) {
     return PHREX_OK;
 }
 
-static void add_span(phrex_search *h, const hit *x, int32_t other, float other_score) {
+static void add_span(phrex_search *h, const hit *x, int32_t other, int64_t other_id, float other_score) {
     span *sp = &h->cands[h->n_cands++];
-    if (x->half == 0) *sp = (span){x->score + other_score, x->score, other_score, x->slot, x->token, other};
-    else *sp = (span){x->score + other_score, other_score, x->score, x->slot, other, x->token};
+    if (x->half == 0)
+        *sp = (span){x->score + other_score, x->score, other_score, x->slot, x->token, other, x->id, other_id};
+    else *sp = (span){x->score + other_score, other_score, x->score, x->slot, other, x->token, other_id, x->id};
 }
 
 // A start hit at i takes every kept end j in [i, i + L); an end hit at j
@@ -449,7 +450,7 @@ static int expand_hit(phrex_search *h, const hit *x) {
         float score;
         int rc = other_half(h, x->half, id, &score);
         if (rc) return rc;
-        add_span(h, x, t, score);
+        add_span(h, x, t, id, score);
     }
     return PHREX_OK;
 }
@@ -532,8 +533,8 @@ static int fill_result(phrex_search *h, const span *sp, int32_t a, int32_t b, co
                      : pool_strdup(&h->pool, p->text + key->a, (size_t)(key->b - key->a));
     if (!answer || !text) return phrex_fail(PHREX_ERR_MEMORY, "cannot hold a result");
     *r = (phrex_search_result){sp->score, sp->s_score, sp->e_score, text, (size_t)(key->b - key->a), key->a, key->b,
-                               answer, (size_t)(b - a), a, b, sp->i, sp->j, p->number, p->id, p->title, p->text,
-                               p->text_len};
+                               answer, (size_t)(b - a), a, b, sp->i, sp->j, sp->i_id, sp->j_id, p->number, p->id,
+                               p->title, p->text, p->text_len};
     return PHREX_OK;
 }
 

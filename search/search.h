@@ -26,9 +26,10 @@
 //
 // Threads: a phrex_searcher (dump + query model) is shared; each thread
 // searches through its own phrex_search. FAISS search and reconstruct are
-// read-only and run concurrently; the dump's LMDB reads go through one
-// handle, so they are serialised by a mutex held only while a query's hits
-// are located and their passages copied out (microseconds).
+// read-only and run concurrently; each phrex_search reads LMDB through its
+// own phrex_dump_reader (a read transaction open for the handle's life), so
+// no lock is taken anywhere on the query path. Passage text is not copied:
+// results point into the LMDB map (see phrex_search_result for lifetimes).
 #ifndef PHREX_SEARCH_SEARCH_H
 #define PHREX_SEARCH_SEARCH_H
 
@@ -90,9 +91,19 @@ const phrex_query_model *phrex_searcher_query_model(const phrex_searcher *s);
 // PHREX_ERR_INPUT on a dump without inverted lists (Flat).
 int phrex_searcher_set_nprobe(phrex_searcher *s, int nprobe);
 int phrex_searcher_is_ivf(const phrex_searcher *s);
+// The opened dump, for tools that read passages besides searching (through
+// its built-in reader: one thread, not shared with any phrex_search).
+phrex_dump *phrex_searcher_dump(phrex_searcher *s);
+// The stored vector of id (as searched: quantized on compressed indexes);
+// out: (dim). Thread-safe: FAISS reconstruction only reads the index.
+int phrex_searcher_reconstruct(const phrex_searcher *s, int64_t id, float *out);
 
-// One result. Strings are NUL-terminated, owned by the phrex_search, valid
-// until its next search.
+// One result. Strings are NUL-terminated. Lifetimes: `answer` and a
+// sentence `text` live in the phrex_search's pool, valid until its next
+// search; `passage_id`, `title`, `context` and a passage `text` point into
+// the dump's LMDB map through the handle's read transaction, valid until
+// phrex_search_free (copy them to keep them longer). Never write to them:
+// the map is read-only.
 typedef struct {
     float score;                 // the unit's score: its best phrase's start + end
     float start_score, end_score;
@@ -103,6 +114,7 @@ typedef struct {
     size_t answer_len;
     int32_t answer_start, answer_end;     // its byte span in the passage text
     int32_t start_token, end_token;       // its word pieces, [start_token, end_token] inclusive
+    int64_t start_id, end_id;             // their vector ids (phrex_searcher_reconstruct)
     int64_t passage;             // passage number in the dump
     const char *passage_id, *title;
     const char *context;         // the passage text

@@ -534,9 +534,16 @@ static void test_refuses_a_damaged_or_newer_manifest(void **state) {
     assert_int_equal(phrex_dump_open(&d, dir, PHREX_BASE_MODEL_DIR), PHREX_ERR_FORMAT);
     assert_non_null(strstr(phrex_last_error(), "checksum mismatch"));
     test_copy_file(src, manifest);
-    rewrite_manifest(manifest, "\"version\": 1", "\"version\": 2", 1);
+    // A newer format, and the older one (record version 1: 8 bytes of
+    // offsets per token), are both refused with the version named.
+    rewrite_manifest(manifest, "\"version\": 2", "\"version\": 3", 1);
     assert_int_equal(phrex_dump_open(&d, dir, PHREX_BASE_MODEL_DIR), PHREX_ERR_FORMAT);
-    assert_non_null(strstr(phrex_last_error(), "version 2"));
+    assert_non_null(strstr(phrex_last_error(), "version 3"));
+    test_copy_file(src, manifest);
+    rewrite_manifest(manifest, "\"version\": 2", "\"version\": 1", 1);
+    assert_int_equal(phrex_dump_open(&d, dir, PHREX_BASE_MODEL_DIR), PHREX_ERR_FORMAT);
+    assert_non_null(strstr(phrex_last_error(), "version 1"));
+    assert_non_null(strstr(phrex_last_error(), "rebuild"));
     assert_int_equal(unlink(manifest), 0);
     assert_int_equal(phrex_dump_open(&d, dir, PHREX_BASE_MODEL_DIR), PHREX_ERR_IO);
     assert_non_null(strstr(phrex_last_error(), "manifest.json"));

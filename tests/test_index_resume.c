@@ -106,8 +106,8 @@ static pid_t start_build_from(const char *corpus, const char *out, const char *c
     // Short windows and batches: many checkpoints for a small corpus.
     const char *argv[32] = {PHREX_CLI, "build", "--corpus", corpus, "--out", out, "--index-factory", FACTORY,
                             "--max-seq-len", "128", "--doc-stride", "32", "--batch-tokens", "256",
-                            "--threads", "1", "--quiet"};
-    int argc = 17;
+                            "--threads", "1", "--quiet", "--model", PHREX_BASE_MODEL_DIR};
+    int argc = 19;
     for (int i = 0; extra && extra[i]; i++) argv[argc++] = extra[i];
     argv[argc] = NULL;
     return spawn(argv, crash);
@@ -376,7 +376,7 @@ static void test_merge_of_shards(void **state) {
     assert_exit_ok(wait_for(start_build(a, NULL, shard_a)));
     assert_exit_ok(wait_for(start_build_from(b_tsv, b, NULL, keep_flat)));
     const char *merge[] = {PHREX_CLI, "merge", "--out", m, "--index-factory", "Flat", "--threads", "1", "--quiet",
-                           a, b, NULL};
+                           "--model", PHREX_BASE_MODEL_DIR, a, b, NULL};
     assert_exit_ok(wait_for(spawn(merge, NULL)));
     merge[3] = m2;
     assert_killed(wait_for(spawn(merge, "commit:1"))); // shard a stored, shard b not

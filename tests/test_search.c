@@ -161,7 +161,9 @@ static phrex_search *new_search(phrex_searcher *s, phrex_search_unit unit, int t
     o.top_k = top_k;
     o.search_k = search_k;
     phrex_search *h;
-    assert_int_equal(phrex_search_init(&h, s, &o), PHREX_OK);
+    int rc = phrex_search_init(&h, s, &o);
+    if (rc) fprintf(stderr, "phrex_search_init: %s\n", phrex_last_error());
+    assert_int_equal(rc, PHREX_OK);
     return h;
 }
 
@@ -371,11 +373,28 @@ typedef struct {
     float score;
     int64_t passage;
     int32_t i, j, a, b;
+    uint64_t text_hash; // answer, unit text, title, passage id and context: pointers into the LMDB map
 } result_key;
+
+static uint64_t fnv(uint64_t h, const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 0x100000001b3ull;
+    return (h ^ 0xff) * 0x100000001b3ull;
+}
+
+static uint64_t result_text_hash(const phrex_search_result *x) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    h = fnv(h, x->answer, x->answer_len);
+    h = fnv(h, x->text, x->text_len);
+    h = fnv(h, x->title, strlen(x->title));
+    h = fnv(h, x->passage_id, strlen(x->passage_id));
+    return fnv(h, x->context, x->context_len);
+}
 
 #define KEYS_PER_QUESTION 10
 
 typedef struct {
+    phrex_searcher *s;
+    phrex_search_unit unit;
     query_vecs *v; // (N_QUESTIONS)
     result_key keys[N_QUESTIONS][KEYS_PER_QUESTION];
     int n[N_QUESTIONS];
@@ -384,7 +403,10 @@ typedef struct {
 
 static void run_questions(thread_job *job, int rounds) {
     phrex_search *h;
-    if (phrex_search_init(&h, g.flat_s, NULL)) {
+    phrex_search_options o;
+    phrex_search_options_default(&o);
+    o.unit = job->unit;
+    if (phrex_search_init(&h, job->s, &o)) {
         job->failed = 1;
         return;
     }
@@ -396,7 +418,7 @@ static void run_questions(thread_job *job, int rounds) {
             for (int r = 0; r < out.n && r < KEYS_PER_QUESTION; r++) {
                 const phrex_search_result *x = &out.results[r];
                 job->keys[q][r] = (result_key){x->score, x->passage, x->start_token, x->end_token, x->answer_start,
-                                               x->answer_end};
+                                               x->answer_end, result_text_hash(x)};
             }
         }
     phrex_search_free(h);
@@ -407,18 +429,21 @@ static void *thread_main(void *arg) {
     return NULL;
 }
 
-static void test_threads_agree(void **state) {
-    (void)state;
+// N threads searching one searcher, each through its own handle (and so
+// its own LMDB reader), give the serial answers, texts included.
+static void threads_agree(phrex_searcher *s, phrex_search_unit unit) {
     query_vecs v[N_QUESTIONS];
-    for (size_t q = 0; q < N_QUESTIONS; q++) v[q] = encode(g.flat_s, questions[q]);
+    for (size_t q = 0; q < N_QUESTIONS; q++) v[q] = encode(s, questions[q]);
     thread_job ref, jobs[N_THREADS];
     memset(&ref, 0, sizeof ref);
     memset(jobs, 0, sizeof jobs);
-    ref.v = v;
+    ref = (thread_job){.s = s, .unit = unit, .v = v};
     run_questions(&ref, 1);
     assert_false(ref.failed);
+    for (size_t q = 0; q < N_QUESTIONS; q++) assert_true(ref.n[q] > 0);
     pthread_t t[N_THREADS];
     for (int i = 0; i < N_THREADS; i++) {
+        jobs[i].s = s, jobs[i].unit = unit;
         jobs[i].v = v;
         assert_int_equal(pthread_create(&t[i], NULL, thread_main, &jobs[i]), 0);
     }
@@ -429,6 +454,86 @@ static void test_threads_agree(void **state) {
         assert_memory_equal(jobs[i].keys, ref.keys, sizeof ref.keys);
     }
     for (size_t q = 0; q < N_QUESTIONS; q++) free(v[q].q);
+}
+
+static void test_threads_agree(void **state) {
+    (void)state;
+    threads_agree(g.flat_s, PHREX_UNIT_PHRASE);
+}
+
+static void test_threads_agree_ivf_passages(void **state) {
+    (void)state;
+    threads_agree(g.ivf_s, PHREX_UNIT_PASSAGE);
+}
+
+// Passage strings point into the LMDB map and stay valid across later
+// searches on the same handle (search.h); answers are valid until the next.
+static void test_result_lifetime(void **state) {
+    (void)state;
+    phrex_search *h = new_search(g.flat_s, PHREX_UNIT_PASSAGE, 3, 0);
+    query_vecs a = encode(g.flat_s, questions[0]), b = encode(g.flat_s, questions[1]);
+    phrex_search_output out;
+    assert_int_equal(phrex_search_vectors(h, a.q, a.q + a.C, &out), PHREX_OK);
+    assert_true(out.n > 0);
+    const phrex_search_result first = out.results[0];
+    char *context = strndup(first.context, first.context_len), *title = strdup(first.title);
+    assert_int_equal(strlen(first.context), first.context_len); // NUL-terminated in the map
+    for (int round = 0; round < 5; round++) {
+        assert_int_equal(phrex_search_vectors(h, round % 2 ? a.q : b.q, (round % 2 ? a.q : b.q) + a.C, &out), 0);
+        assert_memory_equal(first.context, context, first.context_len + 1);
+        assert_string_equal(first.title, title);
+    }
+    free(context), free(title), free(a.q), free(b.q);
+    phrex_search_free(h);
+}
+
+// phrex_dump_locate_passage = phrex_dump_locate + phrex_dump_get_passage, for
+// every vector id, through the built-in reader and through an extra one.
+static void test_locate_passage(void **state) {
+    (void)state;
+    phrex_dump *d;
+    assert_int_equal(phrex_dump_open(&d, g.filtered, PHREX_BASE_MODEL_DIR), PHREX_OK);
+    phrex_dump_reader *rd;
+    assert_int_equal(phrex_dump_reader_init(&rd, d), PHREX_OK);
+    const phrex_dump_info *info = phrex_dump_get_info(d);
+    assert_true(info->kept > 0 && info->kept < info->tokens); // the filter dropped some tokens
+    for (int64_t id = 0; id < info->kept; id++) {
+        int64_t number;
+        int32_t token, token2, token3;
+        phrex_dump_passage p, q, r;
+        assert_int_equal(phrex_dump_locate(d, id, &number, &token), PHREX_OK);
+        assert_int_equal(phrex_dump_get_passage(d, number, &p), PHREX_OK);
+        int32_t n = p.n_tokens;
+        int32_t *start = malloc((size_t)n * 4), *end = malloc((size_t)n * 4);
+        uint8_t *kept = malloc((size_t)n);
+        memcpy(start, p.start, (size_t)n * 4), memcpy(end, p.end, (size_t)n * 4), memcpy(kept, p.kept, (size_t)n);
+        assert_int_equal(phrex_dump_locate_passage(d, id, &q, &token2), PHREX_OK);
+        assert_int_equal(phrex_dump_reader_locate_passage(rd, id, &r, &token3), PHREX_OK);
+        assert_int_equal(token2, token);
+        assert_int_equal(token3, token);
+        const phrex_dump_passage *ps[2] = {&q, &r};
+        for (int k = 0; k < 2; k++) {
+            assert_int_equal(ps[k]->number, number);
+            assert_int_equal(ps[k]->n_tokens, n);
+            assert_true(ps[k]->kept[token]);
+            assert_string_equal(ps[k]->text, p.text);
+            assert_string_equal(ps[k]->title, p.title);
+            assert_memory_equal(ps[k]->start, start, (size_t)n * 4);
+            assert_memory_equal(ps[k]->end, end, (size_t)n * 4);
+            assert_memory_equal(ps[k]->kept, kept, (size_t)n);
+        }
+        int64_t back;
+        assert_int_equal(phrex_dump_vector_id(d, number, token, &back), PHREX_OK);
+        assert_int_equal(back, id);
+        free(start), free(end), free(kept);
+    }
+    int64_t number;
+    int32_t token;
+    phrex_dump_passage p;
+    assert_int_equal(phrex_dump_reader_locate_passage(rd, info->kept, &p, &token), PHREX_ERR_INPUT);
+    assert_int_equal(phrex_dump_reader_locate(rd, -1, &number, &token), PHREX_ERR_INPUT);
+    phrex_dump_reader_free(rd);
+    phrex_dump_free(d);
 }
 
 // --- (4) question input rules -------------------------------------------------------------
@@ -607,6 +712,8 @@ int main(void) {
         cmocka_unit_test(test_ivf_sq8_matches_brute_force),
         cmocka_unit_test(test_phrase_dedup),        cmocka_unit_test(test_units),
         cmocka_unit_test(test_threads_agree),       cmocka_unit_test(test_question_input),
+        cmocka_unit_test(test_threads_agree_ivf_passages), cmocka_unit_test(test_result_lifetime),
+        cmocka_unit_test(test_locate_passage),
         cmocka_unit_test(test_bad_options),         cmocka_unit_test(test_widen_to_words),
         cmocka_unit_test(test_sentences),           cmocka_unit_test(test_normal_hash),
         cmocka_unit_test(test_custom_query_backend),

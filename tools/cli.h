@@ -9,6 +9,11 @@ int cmd_merge(int argc, char **argv);
 int cmd_ask(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_train_phrase(int argc, char **argv);
+int cmd_train_rerank(int argc, char **argv);
+int cmd_rerank_eval(int argc, char **argv);
 int cmd_pack_model(int argc, char **argv);
+int cmd_train_query(int argc, char **argv);
+int cmd_train_filter(int argc, char **argv);
+int cmd_reindex(int argc, char **argv);
 
 #endif

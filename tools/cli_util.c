@@ -18,6 +18,8 @@ const char *phrex_cli_default_model_dir(void) {
 
 const char *phrex_cli_base_model_dir(void) { return PHREX_DEFAULT_MODEL_DIR; }
 
+const char *phrex_cli_default_reranker_dir(void) { return PHREX_DEFAULT_RERANKER_DIR; }
+
 const char *phrex_cli_phrase_encoder_dir(const char *cmd, const char *model_dir) {
     static phrex_model_paths paths;
     if (phrex_model_dir_resolve(model_dir, &paths)) {

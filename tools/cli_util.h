@@ -7,6 +7,10 @@
 // there), else the base model that scripts/setup fetched.
 const char *phrex_cli_default_model_dir(void);
 
+// The committed default reranker, models/reranker in the source tree
+// ($PHREX_RERANKER overrides it; see rerank/rerank_search.h).
+const char *phrex_cli_default_reranker_dir(void);
+
 // The base encoder scripts/setup fetched (models/base/all-MiniLM-L6-v2):
 // where training starts, and what `phrex embed` embeds sentences with.
 const char *phrex_cli_base_model_dir(void);

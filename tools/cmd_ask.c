@@ -19,6 +19,7 @@
 #include "common/json_write.h"
 #include "common/threads.h"
 #include "common/utf8.h"
+#include "rerank/rerank_search.h"
 #include "search/search.h"
 
 #include <getopt.h>
@@ -36,6 +37,8 @@ typedef struct {
     phrex_searcher_options so;
     phrex_search_options o;
     int json, threads;
+    phrex_rerank_flags rf;   // --reranker, --budget-ms, ... (rerank/rerank_search.h)
+    phrex_rerank_search *rs; // NULL: no reranking
 } ask_options;
 
 static void print_help(FILE *f) {
@@ -57,6 +60,7 @@ static void print_help(FILE *f) {
             "  --threads N          threads for one question (default: all cores)\n"
             "  --json               JSON lines even at a terminal\n",
             phrex_cli_default_model_dir());
+    phrex_rerank_flags_help(f);
 }
 
 static int parse_option(ask_options *a, int opt, const char *arg) {
@@ -78,7 +82,10 @@ static int parse_option(ask_options *a, int opt, const char *arg) {
     case 'n': return phrex_cli_parse_int("--nprobe", arg, 1, 1 << 20, &a->so.nprobe);
     case 'j': return phrex_cli_parse_int("--threads", arg, 1, 1024, &a->threads);
     case 'J': a->json = 1; return 0;
-    default: print_help(stderr); return 2;
+    default:
+        if (phrex_rerank_is_opt(opt)) return phrex_rerank_flags_parse(&a->rf, opt, arg, "phrex ask");
+        print_help(stderr);
+        return 2;
     }
 }
 
@@ -90,11 +97,12 @@ static int parse_options(int argc, char **argv, ask_options *a) {
         {"unit", required_argument, 0, 'u'},         {"max-answer-len", required_argument, 0, 'L'},
         {"nprobe", required_argument, 0, 'n'},       {"threads", required_argument, 0, 'j'},
         {"json", no_argument, 0, 'J'},               {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        PHREX_RERANK_LONGOPTS,                       {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     phrex_searcher_options_default(&a->so);
     phrex_search_options_default(&a->o);
     a->so.model_dir = phrex_cli_default_model_dir();
+    a->rf.default_dir = phrex_cli_default_reranker_dir();
     int opt, rc;
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         if (opt == 'h') {
@@ -235,7 +243,8 @@ static int run_prompt(phrex_search *h, const ask_options *a) {
         add_history(line);
         if (hist) append_history(1, hist);
         phrex_search_output out;
-        if (phrex_search_question(h, line, len, &out)) {
+        if (phrex_search_question(h, line, len, &out) ||
+            (a->rs && phrex_rerank_search_apply(a->rs, line, len, &out, NULL))) {
             if (a->json) write_error_json(n, line, len, phrex_last_error());
             else fprintf(stderr, "phrex ask: %s\n", phrex_last_error());
         } else if (a->json) write_answers_json(n, line, len, &out, a->o.unit);
@@ -253,7 +262,7 @@ static int run_prompt(phrex_search *h, const ask_options *a) {
 static int answer_line(phrex_search *h, const ask_options *a, long n, char *line, size_t len) {
     while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
     phrex_search_output out;
-    if (phrex_search_question(h, line, len, &out)) {
+    if (phrex_search_question(h, line, len, &out) || (a->rs && phrex_rerank_search_apply(a->rs, line, len, &out, NULL))) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", phrex_last_error());
         fprintf(stderr, "phrex ask: stdin:%ld: %s\n", n, msg);
@@ -292,12 +301,28 @@ int cmd_ask(int argc, char **argv) {
     phrex_set_threads(a.threads);
     phrex_searcher *s = NULL;
     phrex_search *h = NULL;
-    if (phrex_searcher_init(&s, &a.so) || phrex_search_init(&h, s, &a.o)) {
+    phrex_reranking *rr = NULL;
+    // The reranker first (a bad one fails before the dump loads); then k
+    // from the budget, probed at this command's thread count.
+    if (phrex_reranking_from_flags(&rr, &a.rf, a.o.top_k) || phrex_searcher_init(&s, &a.so) ||
+        phrex_search_init(&h, s, &a.o) ||
+        (rr && (phrex_reranking_plan(rr, s, &a.o, phrex_rerank_probe_questions, NULL, phrex_rerank_n_probe_questions,
+                                     phrex_get_threads()) ||
+                phrex_rerank_search_init(&a.rs, rr)))) {
         fprintf(stderr, "phrex ask: %s\n", phrex_last_error());
+        phrex_search_free(h);
         phrex_searcher_free(s);
+        phrex_reranking_free(rr);
         return 1;
     }
+    if (rr && isatty(STDIN_FILENO)) {
+        char desc[512];
+        phrex_reranking_describe(rr, desc, sizeof desc);
+        fprintf(stderr, "phrex ask: %s\n", desc);
+    }
     rc = isatty(STDIN_FILENO) ? run_prompt(h, &a) : run_pipe(h, &a);
+    phrex_rerank_search_free(a.rs);
+    phrex_reranking_free(rr);
     phrex_search_free(h);
     phrex_searcher_free(s);
     return rc;

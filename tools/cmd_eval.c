@@ -18,6 +18,8 @@
 #include "common/threads.h"
 #include "data/metrics.h"
 #include "data/qa.h"
+#include "rerank/combine.h"
+#include "rerank/rerank_search.h"
 #include "search/search.h"
 
 #include <errno.h>
@@ -39,6 +41,8 @@ typedef struct {
     const char *qa_path, *out_dir;
     phrex_qa_format format;
     int threads, limit, regex;
+    phrex_rerank_flags rf; // --reranker, --budget-ms, ... (rerank/rerank_search.h)
+    int tune_weight;       // grid-search the combine weight on these questions
 } eval_options;
 
 // One question with its gold answers (copied out of the reader).
@@ -54,7 +58,11 @@ typedef struct {
     char *prediction, *passage_id, *title, *error;
     float score;
     int em, first_hit; // first_hit: 1-based rank of the first passage with an answer, 0: none
-    double f1, latency_ms, encode_ms, search_ms;
+    double f1, latency_ms, encode_ms, search_ms, rerank_ms;
+    // --tune-weight: the reranked candidates, retrieval order
+    int tune_n;
+    float *tune_ret, *tune_ce;
+    unsigned char *tune_ok;
 } eval_result;
 
 static void print_help(FILE *f) {
@@ -73,8 +81,10 @@ static void print_help(FILE *f) {
             "  --query-model DIR    query encoder (default: the phrase model)\n"
             "  --pool P             mean (default) or cls\n"
             "  --max-answer-len N   longest answer in word pieces (default 10)\n"
-            "  --nprobe N           inverted lists visited (IVF dumps; default 256)\n",
+            "  --nprobe N           inverted lists visited (IVF dumps; default 256)\n"
+            "  --tune-weight        grid-search the rerank weight on these questions (validation only)\n",
             phrex_cli_default_model_dir());
+    phrex_rerank_flags_help(f);
 }
 
 static int parse_option(eval_options *e, int opt, const char *arg) {
@@ -99,7 +109,11 @@ static int parse_option(eval_options *e, int opt, const char *arg) {
         return 2;
     case 'L': return phrex_cli_parse_int("--max-answer-len", arg, 1, 256, &e->o.max_answer_len);
     case 'n': return phrex_cli_parse_int("--nprobe", arg, 1, 1 << 20, &e->so.nprobe);
-    default: print_help(stderr); return 2;
+    case 'T': e->tune_weight = 1; return 0;
+    default:
+        if (phrex_rerank_is_opt(opt)) return phrex_rerank_flags_parse(&e->rf, opt, arg, "phrex eval");
+        print_help(stderr);
+        return 2;
     }
 }
 
@@ -112,11 +126,13 @@ static int parse_options(int argc, char **argv, eval_options *e) {
         {"regex", no_argument, 0, 'r'},             {"model", required_argument, 0, 'm'},
         {"query-model", required_argument, 0, 'Q'}, {"pool", required_argument, 0, 'p'},
         {"max-answer-len", required_argument, 0, 'L'}, {"nprobe", required_argument, 0, 'n'},
+        {"tune-weight", no_argument, 0, 'T'},       PHREX_RERANK_LONGOPTS,
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
     memset(e, 0, sizeof *e);
     phrex_searcher_options_default(&e->so);
     phrex_search_options_default(&e->o);
     e->so.model_dir = phrex_cli_default_model_dir();
+    e->rf.default_dir = phrex_cli_default_reranker_dir();
     e->o.unit = PHREX_UNIT_PASSAGE; // the top passage's best phrase is the top phrase
     e->o.top_k = 100;
     int opt, rc;
@@ -150,8 +166,17 @@ static void free_questions(eval_question *qs, size_t n) {
     free(qs);
 }
 
+// All n bytes, NUL-terminated: a question with a NUL byte ("\u0000" in
+// JSON) must reach the query checks whole, not cut at the NUL by strndup
+// (which would also leave question_len past the end of the copy).
+static char *copy_bytes(const char *s, size_t n) {
+    char *d = malloc(n + 1);
+    if (d) memcpy(d, s, n), d[n] = '\0';
+    return d;
+}
+
 static int copy_question(const phrex_qa *r, eval_question *q) {
-    q->question = strndup(r->question, r->question_len);
+    q->question = copy_bytes(r->question, r->question_len);
     q->question_len = r->question_len;
     q->golds = calloc(r->n_answers ? r->n_answers : 1, sizeof *q->golds);
     q->line = r->line;
@@ -222,10 +247,33 @@ static void score_answers(const eval_options *e, const eval_question *q, const p
         if (passage_has_answer(e, out->results[i].context, q) == 1) r->first_hit = i + 1;
 }
 
-static void answer_one(phrex_search *h, const eval_options *e, const eval_question *q, eval_result *r) {
+// --tune-weight: keeps the reranked candidates' scores and whether each
+// candidate's phrase is right (retrieval order), for phrex_combine_tune.
+static void keep_for_tuning(const eval_options *e, const eval_question *q, const phrex_rerank_search *rs,
+                            const phrex_search_output *out, eval_result *r) {
+    const float *ret, *ce;
+    const int *order;
+    int k = phrex_rerank_search_last(rs, &ret, &ce, &order);
+    r->tune_ret = malloc((size_t)(k ? k : 1) * sizeof(float));
+    r->tune_ce = malloc((size_t)(k ? k : 1) * sizeof(float));
+    r->tune_ok = calloc((size_t)(k ? k : 1), 1);
+    if (!r->tune_ret || !r->tune_ce || !r->tune_ok) return; // counted as no candidates
+    const char *const *golds = (const char *const *)q->golds;
+    for (int j = 0; j < k; j++) {
+        const char *a = out->results[j].answer;
+        r->tune_ok[order[j]] = (e->regex ? phrex_metric_regex_match(a, golds, q->n_golds)
+                                         : phrex_metric_max_exact_match(a, golds, q->n_golds)) == 1;
+        r->tune_ret[j] = ret[j], r->tune_ce[j] = ce[j];
+    }
+    r->tune_n = k;
+}
+
+static void answer_one(phrex_search *h, phrex_rerank_search *rs, const eval_options *e, const eval_question *q,
+                       eval_result *r) {
     phrex_search_output out;
     double t0 = phrex_now_seconds();
     int rc = phrex_search_question(h, q->question, q->question_len, &out);
+    if (!rc && rs) rc = phrex_rerank_search_apply(rs, q->question, q->question_len, &out, &r->rerank_ms);
     r->latency_ms = 1e3 * (phrex_now_seconds() - t0);
     r->encode_ms = out.encode_ms;
     r->search_ms = out.search_ms;
@@ -239,6 +287,7 @@ static void answer_one(phrex_search *h, const eval_options *e, const eval_questi
         return;
     }
     score_answers(e, q, &out, r);
+    if (rs && e->tune_weight) keep_for_tuning(e, q, rs, &out, r);
 }
 
 typedef struct {
@@ -250,11 +299,15 @@ typedef struct {
     phrex_progress prog;
     int failed;       // a worker could not start
     char error[1024]; // its message
+    const phrex_reranking *rr; // NULL: no reranking
 } eval_job;
 
 static void worker(eval_job *job) {
     phrex_search *h = NULL;
-    if (phrex_search_init(&h, job->s, &job->e->o)) {
+    phrex_rerank_search *rs = NULL;
+    if (phrex_search_init(&h, job->s, &job->e->o) || (job->rr && phrex_rerank_search_init(&rs, job->rr))) {
+        phrex_search_free(h);
+        h = NULL;
 #pragma omp critical(eval_error)
         if (!job->failed) {
             job->failed = 1;
@@ -264,11 +317,12 @@ static void worker(eval_job *job) {
 #pragma omp for schedule(dynamic, 1)
     for (size_t i = 0; i < job->n; i++) {
         if (!h) continue;
-        answer_one(h, job->e, &job->qs[i], &job->rs[i]);
+        answer_one(h, rs, job->e, &job->qs[i], &job->rs[i]);
 #pragma omp critical(eval_progress)
         phrex_progress_add(&job->prog, 1, NULL);
     }
     phrex_search_free(h);
+    phrex_rerank_search_free(rs);
 }
 
 // Workers run single-threaded inside (nested OpenMP regions of FAISS, the
@@ -296,6 +350,10 @@ typedef struct {
     double em, f1, recall[N_RECALL], p50, p95, p99, qps, wall_s;
     double encode_ms, search_ms; // means: where the latency goes
     size_t n, errors;
+    // reranking (rerank_k -1: off)
+    int rerank_k;
+    double rerank_ms, budget_ms, base_p95, tuned_em;
+    float rerank_weight, tuned_weight; // tuned_weight < 0: not tuned
 } eval_summary;
 
 static int cmp_double(const void *a, const void *b) {
@@ -323,6 +381,7 @@ static int summarise(const eval_result *rs, size_t n, double wall_s, eval_summar
         lat[i] = rs[i].latency_ms;
         sum->encode_ms += rs[i].encode_ms / (double)n;
         sum->search_ms += rs[i].search_ms / (double)n;
+        sum->rerank_ms += rs[i].rerank_ms / (double)n;
     }
     qsort(lat, n, sizeof *lat, cmp_double);
     sum->n = n;
@@ -352,6 +411,11 @@ static void print_table(const eval_options *e, const phrex_searcher *s, const ev
     }
     printf("  %-22s %8.2f / %.2f / %.2f\n  %-22s %8.2f + %.2f\n  %-22s %8.2f\n", "latency ms p50/95/99", m->p50,
            m->p95, m->p99, "mean encode + search ms", m->encode_ms, m->search_ms, "questions/s", m->qps);
+    if (m->rerank_k >= 0) printf("  %-22s %8.2f (k %d, weight %g)\n", "mean rerank ms", m->rerank_ms, m->rerank_k,
+                                 (double)m->rerank_weight);
+    if (m->tuned_weight >= 0)
+        printf("  %-22s %8g (EM %.2f on these questions)\n", "tuned rerank weight", (double)m->tuned_weight,
+               m->tuned_em);
     if (m->errors) printf("  %-22s %8zu (no answer, counted as wrong)\n", "questions with errors", m->errors);
 }
 
@@ -398,6 +462,15 @@ static int write_summary(const char *path, const eval_options *e, const phrex_se
     fprintf(f, "  \"encode_ms_mean\": %.4f,\n  \"search_ms_mean\": %.4f,\n", m->encode_ms, m->search_ms);
     fprintf(f, "  \"qps\": %.4f,\n  \"wall_s\": %.4f,\n  \"errors\": %zu,\n  \"threads\": %d,\n", m->qps, m->wall_s,
             m->errors, threads);
+    fprintf(f, "  \"rerank_k\": %d,\n  \"budget_ms\": ", m->rerank_k < 0 ? 0 : m->rerank_k);
+    if (m->budget_ms > 0) fprintf(f, "%g,\n", m->budget_ms);
+    else fputs("null,\n", f);
+    if (m->rerank_k >= 0)
+        fprintf(f, "  \"rerank_weight\": %g,\n  \"rerank_ms_mean\": %.4f,\n  \"base_p95_ms\": %.4f,\n",
+                (double)m->rerank_weight, m->rerank_ms, m->base_p95);
+    if (m->tuned_weight >= 0)
+        fprintf(f, "  \"rerank_weight_tuned\": %g,\n  \"em_at_tuned_weight\": %.4f,\n", (double)m->tuned_weight,
+                m->tuned_em);
     fprintf(f, "  \"top_k\": %d,\n  \"regex\": %s,\n  \"factory\": ", e->o.top_k, e->regex ? "true" : "false");
     write_str(f, info->factory);
     fputs(",\n  \"query_encoder\": ", f);
@@ -429,19 +502,63 @@ static void free_results(eval_result *rs, size_t n) {
         free(rs[i].passage_id);
         free(rs[i].title);
         free(rs[i].error);
+        free(rs[i].tune_ret), free(rs[i].tune_ce), free(rs[i].tune_ok);
     }
     free(rs);
 }
 
-static int run_eval(const eval_options *e, phrex_searcher *s, eval_question *qs, size_t n) {
+// Reranking facts for the summary; with --tune-weight, the best weight of
+// the grid on these questions (EM of the top candidate at that weight).
+static int summarise_rerank(const eval_options *e, const phrex_reranking *rr, const eval_result *rs, size_t n,
+                            eval_summary *m) {
+    m->rerank_k = rr ? phrex_reranking_k(rr) : -1;
+    m->budget_ms = rr ? phrex_reranking_budget_ms(rr) : 0;
+    m->base_p95 = rr ? phrex_reranking_base_p95(rr) : 0;
+    m->rerank_weight = rr ? phrex_reranking_weight(rr) : 0;
+    m->tuned_weight = -1;
+    if (!rr || !e->tune_weight) return PHREX_OK;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) total += (size_t)rs[i].tune_n;
+    float *ret = malloc((total ? total : 1) * sizeof *ret), *ce = malloc((total ? total : 1) * sizeof *ce);
+    unsigned char *ok = malloc(total ? total : 1);
+    size_t *off = malloc((n + 1) * sizeof *off);
+    int rc = ret && ce && ok && off ? PHREX_OK : phrex_fail(PHREX_ERR_MEMORY, "cannot hold the tuning candidates");
+    for (size_t i = 0, at = 0; !rc && i <= n; i++) {
+        off[i] = at;
+        if (i == n) break;
+        for (int j = 0; j < rs[i].tune_n; j++, at++)
+            ret[at] = rs[i].tune_ret[j], ce[at] = rs[i].tune_ce[j], ok[at] = rs[i].tune_ok[j];
+    }
+    phrex_combine_set set = {ret, ce, ok, off, n};
+    double acc = 0;
+    if (!rc) rc = phrex_combine_tune(&set, phrex_combine_grid, PHREX_COMBINE_GRID_LEN, &m->tuned_weight, &acc);
+    m->tuned_em = 100.0 * acc;
+    free(ret), free(ce), free(ok), free(off);
+    return rc;
+}
+
+// k from the budget: the first questions are the probes (at most 32), at
+// one core per question, as the workers answer them.
+static int plan_rerank(phrex_reranking *rr, phrex_searcher *s, const eval_options *e, const eval_question *qs,
+                       size_t n) {
+    if (!rr) return PHREX_OK;
+    int np = n < 32 ? (int)n : 32;
+    const char *probes[32];
+    size_t lens[32];
+    for (int i = 0; i < np; i++) probes[i] = qs[i].question, lens[i] = qs[i].question_len;
+    return phrex_reranking_plan(rr, s, &e->o, probes, lens, np, 1);
+}
+
+static int run_eval(const eval_options *e, phrex_searcher *s, const phrex_reranking *rr, eval_question *qs, size_t n) {
     int threads = e->threads > 0 ? e->threads : omp_get_num_procs();
     if ((size_t)threads > n) threads = (int)n;
-    eval_job job = {e, s, qs, calloc(n, sizeof(eval_result)), n, {0}, 0, {0}};
+    eval_job job = {e, s, qs, calloc(n, sizeof(eval_result)), n, {0}, 0, {0}, rr};
     if (!job.rs) return phrex_fail(PHREX_ERR_MEMORY, "cannot hold %zu results", n);
     double wall_s;
     eval_summary m;
     int rc = answer_all(&job, threads, &wall_s);
     if (!rc) rc = summarise(job.rs, n, wall_s, &m);
+    if (!rc) rc = summarise_rerank(e, rr, job.rs, n, &m);
     if (!rc) print_table(e, s, &m, threads);
     if (!rc && e->out_dir) rc = write_outputs(e, s, &job, &m, threads);
     for (size_t i = 0; !rc && i < n && m.errors; i++)
@@ -457,9 +574,13 @@ int cmd_eval(int argc, char **argv) {
     eval_question *qs = NULL;
     size_t n = 0;
     phrex_searcher *s = NULL;
-    if ((rc = read_questions(&e, &qs, &n)) == PHREX_OK && (rc = phrex_searcher_init(&s, &e.so)) == PHREX_OK)
-        rc = run_eval(&e, s, qs, n);
+    phrex_reranking *rr = NULL;
+    if ((rc = read_questions(&e, &qs, &n)) == PHREX_OK && (rc = phrex_reranking_from_flags(&rr, &e.rf, e.o.top_k)) == PHREX_OK &&
+        (rc = e.tune_weight && !rr ? phrex_fail(PHREX_ERR_INPUT, "--tune-weight needs a reranker") : PHREX_OK) == PHREX_OK &&
+        (rc = phrex_searcher_init(&s, &e.so)) == PHREX_OK && (rc = plan_rerank(rr, s, &e, qs, n)) == PHREX_OK)
+        rc = run_eval(&e, s, rr, qs, n);
     if (rc) fprintf(stderr, "phrex eval: %s\n", phrex_last_error());
+    phrex_reranking_free(rr);
     phrex_searcher_free(s);
     free_questions(qs, n);
     return rc ? 1 : 0;

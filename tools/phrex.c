@@ -18,7 +18,12 @@ static const phrex_command commands[] = {
     {"ask", cmd_ask, "answer questions over a dump (prompt, or JSON lines from a pipe)"},
     {"eval", cmd_eval, "answer a QA file and report EM, F1, passage recall@k and latency"},
     {"train-phrase", cmd_train_phrase, "train phrase and query encoders on SQuAD (DensePhrases), resumable"},
+    {"train-rerank", cmd_train_rerank, "mine negatives and train the shallow cross-encoder reranker (gBCE), resumable"},
+    {"rerank-eval", cmd_rerank_eval, "rerank a TREC DL run with a cross-encoder: nDCG@10 and latency per budget"},
     {"pack-model", cmd_pack_model, "store a trained model as int8 deltas from the base (for models/)"},
+    {"train-query", cmd_train_query, "fine-tune the query encoders on a built dump (DensePhrases), resumable"},
+    {"train-filter", cmd_train_filter, "train the phrase filter that build uses to drop unlikely tokens"},
+    {"reindex", cmd_reindex, "rebuild a dump's FAISS index from its kept vectors with another factory"},
 };
 
 static void print_usage(FILE *f) {
