@@ -12,6 +12,7 @@ int cmd_train_phrase(int argc, char **argv);
 int cmd_train_rerank(int argc, char **argv);
 int cmd_rerank_eval(int argc, char **argv);
 int cmd_pack_model(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 int cmd_train_query(int argc, char **argv);
 int cmd_train_filter(int argc, char **argv);
 int cmd_reindex(int argc, char **argv);

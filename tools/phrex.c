@@ -20,6 +20,7 @@ static const phrex_command commands[] = {
     {"train-phrase", cmd_train_phrase, "train phrase and query encoders on SQuAD (DensePhrases), resumable"},
     {"train-rerank", cmd_train_rerank, "mine negatives and train the shallow cross-encoder reranker (gBCE), resumable"},
     {"rerank-eval", cmd_rerank_eval, "rerank a TREC DL run with a cross-encoder: nDCG@10 and latency per budget"},
+    {"bench", cmd_bench, "time the encoder on this machine: passage tokens/s and one question's latency"},
     {"pack-model", cmd_pack_model, "store a trained model as int8 deltas from the base (for models/)"},
     {"train-query", cmd_train_query, "fine-tune the query encoders on a built dump (DensePhrases), resumable"},
     {"train-filter", cmd_train_filter, "train the phrase filter that build uses to drop unlikely tokens"},
