@@ -240,10 +240,12 @@ static int setup_filter(build_cli *c) {
         }
     } else if (phrex_filter_load(&c->filter, path) || phrex_dump_model_hash(c->b.model_dir, &model_hash)) {
         fprintf(stderr, "phrex build: %s\n", phrex_last_error());
+        phrex_filter_free(&c->filter); // loaded before the hash failed, or empty
         rc = 1;
     } else if (c->filter.model_hash != model_hash) {
         fprintf(stderr, "phrex build: filter %s was trained on another phrase encoder than %s: retrain it with "
                         "'phrex train-filter --model %s'\n", path, c->b.model_dir, c->b.model_dir);
+        phrex_filter_free(&c->filter);
         rc = 1;
     } else {
         c->hook = (phrex_filter_hook){&c->filter, c->threshold};
