@@ -4,6 +4,7 @@
 #include "encoder/model_dir.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -40,3 +41,36 @@ int phrex_cli_parse_int(const char *name, const char *text, int lo, int hi, int 
     *out = (int)v;
     return 0;
 }
+
+int phrex_cli_parse_double(const char *name, const char *text, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end != '\0' || !isfinite(v) || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "phrex: %s expects a number in [%g, %g], got '%s'\n", name, lo, hi, text);
+        return 2;
+    }
+    *out = v;
+    return 0;
+}
+
+int phrex_cli_parse_float(const char *name, const char *text, double lo, double hi, float *out) {
+    double v;
+    if (phrex_cli_parse_double(name, text, lo, hi, &v)) return 2;
+    *out = (float)v;
+    return 0;
+}
+
+int phrex_cli_parse_seed(const char *text, unsigned long long *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno || end == text || *end || *text == '-') {
+        fprintf(stderr, "phrex: --seed expects a non-negative integer, got '%s'\n", text);
+        return 2;
+    }
+    *out = v;
+    return 0;
+}
+
+void phrex_cli_path_join(char *buf, size_t n, const char *dir, const char *name) { snprintf(buf, n, "%s/%s", dir, name); }

@@ -2,6 +2,8 @@
 #ifndef PHREX_TOOLS_CLI_UTIL_H
 #define PHREX_TOOLS_CLI_UTIL_H
 
+#include <stddef.h>
+
 // The model used when --model is not given: $PHREX_MODEL if set, else the
 // committed trained model models/phrase (when its phrex_model.json is
 // there), else the base model that scripts/setup fetched.
@@ -24,5 +26,16 @@ const char *phrex_cli_phrase_encoder_dir(const char *cmd, const char *model_dir)
 // Parses a whole decimal integer in [lo, hi] for option `name`; on failure
 // prints "phrex: <name> expects ..." and returns 2 (the misuse exit code).
 int phrex_cli_parse_int(const char *name, const char *text, int lo, int hi, int *out);
+
+// Parses a whole finite decimal number in [lo, hi] for option `name`; on
+// failure prints "phrex: <name> expects ..." and returns 2.
+int phrex_cli_parse_double(const char *name, const char *text, double lo, double hi, double *out);
+int phrex_cli_parse_float(const char *name, const char *text, double lo, double hi, float *out);
+
+// Parses a non-negative decimal integer for --seed; 2 (after a message) on failure.
+int phrex_cli_parse_seed(const char *text, unsigned long long *out);
+
+// Writes "dir/name" into buf (n bytes, truncated if longer).
+void phrex_cli_path_join(char *buf, size_t n, const char *dir, const char *name);
 
 #endif

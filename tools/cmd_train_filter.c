@@ -60,19 +60,6 @@ static void print_help(FILE *f) {
             phrex_cli_default_model_dir());
 }
 
-static int parse_float(const char *name, const char *text, float lo, float hi, float *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno || end == text || *end || !isfinite(v) || v < lo || v > hi) {
-        fprintf(stderr, "phrex train-filter: %s expects a number in [%g, %g], got '%s'\n", name, (double)lo,
-                (double)hi, text);
-        return 2;
-    }
-    *out = (float)v;
-    return 0;
-}
-
 static int parse_thresholds(options *o, const char *text) {
     char buf[512], *save = NULL;
     snprintf(buf, sizeof buf, "%s", text);
@@ -82,7 +69,7 @@ static int parse_thresholds(options *o, const char *text) {
             fprintf(stderr, "phrex train-filter: at most %d thresholds\n", MAX_THRESHOLDS);
             return 2;
         }
-        if (parse_float("--thresholds", tok, -1e6f, 1e6f, &o->thresholds[o->n_thresholds++])) return 2;
+        if (phrex_cli_parse_float("--thresholds", tok, -1e6f, 1e6f, &o->thresholds[o->n_thresholds++])) return 2;
     }
     if (!o->n_thresholds) {
         fprintf(stderr, "phrex train-filter: --thresholds is empty\n");
@@ -121,8 +108,8 @@ static int parse_options(int argc, char **argv, options *o) {
         case 't': o->train_titles = optarg; break;
         case 'v': o->valid_titles = optarg; break;
         case 'e': rc = phrex_cli_parse_int("--epochs", optarg, 1, 1000, &o->t.epochs); break;
-        case 'l': rc = parse_float("--lr", optarg, 1e-7f, 10.0f, &o->t.lr); break;
-        case 'n': rc = parse_float("--neg-rate", optarg, 1e-4f, 1.0f, &o->neg_rate); break;
+        case 'l': rc = phrex_cli_parse_float("--lr", optarg, 1e-7f, 10.0f, &o->t.lr); break;
+        case 'n': rc = phrex_cli_parse_float("--neg-rate", optarg, 1e-4f, 1.0f, &o->neg_rate); break;
         case 'p': rc = phrex_cli_parse_int("--max-paragraphs", optarg, 1, 1 << 30, &o->max_paragraphs); break;
         case 'T': rc = parse_thresholds(o, optarg); break;
         case 's':

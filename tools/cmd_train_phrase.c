@@ -117,37 +117,6 @@ static void print_help(FILE *f) {
             phrex_cli_base_model_dir());
 }
 
-static int parse_float(const char *name, const char *text, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno || end == text || *end || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "phrex: %s expects a number in [%g, %g], got '%s'\n", name, lo, hi, text);
-        return 2;
-    }
-    *out = v;
-    return 0;
-}
-
-static int parse_floatf(const char *name, const char *text, double lo, double hi, float *out) {
-    double v;
-    if (parse_float(name, text, lo, hi, &v)) return 2;
-    *out = (float)v;
-    return 0;
-}
-
-static int parse_seed(const char *text, unsigned long long *out) {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (errno || end == text || *end || *text == '-') {
-        fprintf(stderr, "phrex: --seed expects a non-negative integer, got '%s'\n", text);
-        return 2;
-    }
-    *out = v;
-    return 0;
-}
-
 static int parse_one(int c, train_options *o) {
     switch (c) {
     case 'o': o->out_dir = optarg; return 0;
@@ -156,20 +125,20 @@ static int parse_one(int c, train_options *o) {
     case 'T': o->train_titles = optarg; return 0;
     case 'V': o->valid_titles = optarg; return 0;
     case 's': return phrex_cli_parse_int("--steps", optarg, 1, 1 << 30, &o->steps);
-    case 'E': return parse_float("--epochs", optarg, 1e-6, 1e6, &o->epochs);
+    case 'E': return phrex_cli_parse_double("--epochs", optarg, 1e-6, 1e6, &o->epochs);
     case 'b': return phrex_cli_parse_int("--batch", optarg, 1, 256, &o->batch);
-    case 'l': return parse_floatf("--lr", optarg, 0, 1, &o->lr);
-    case 'w': return parse_floatf("--warmup-frac", optarg, 0, 1, &o->warmup_frac);
-    case 'd': return parse_floatf("--weight-decay", optarg, 0, 1, &o->weight_decay);
-    case 'c': return parse_floatf("--clip", optarg, 0, 1e6, &o->clip);
+    case 'l': return phrex_cli_parse_float("--lr", optarg, 0, 1, &o->lr);
+    case 'w': return phrex_cli_parse_float("--warmup-frac", optarg, 0, 1, &o->warmup_frac);
+    case 'd': return phrex_cli_parse_float("--weight-decay", optarg, 0, 1, &o->weight_decay);
+    case 'c': return phrex_cli_parse_float("--clip", optarg, 0, 1e6, &o->clip);
     case 'p': return phrex_cli_parse_int("--pre-batch", optarg, 0, 64, &o->pre_batch);
-    case 'n': return parse_floatf("--neg-weight", optarg, 0, 100, &o->neg_weight);
-    case 'D': return parse_floatf("--dropout", optarg, 0, 0.9, &o->dropout);
+    case 'n': return phrex_cli_parse_float("--neg-weight", optarg, 0, 100, &o->neg_weight);
+    case 'D': return phrex_cli_parse_float("--dropout", optarg, 0, 0.9, &o->dropout);
     case 'a': return phrex_cli_parse_int("--max-answer-len", optarg, 1, MAX_SEQ - 2, &o->max_answer_len);
     case 'f': o->freeze_embeddings = 1; return 0;
     case 'W': o->freeze_embeddings = 0; return 0;
     case 'L': return phrex_cli_parse_int("--layers", optarg, 1, 64, &o->layers);
-    case 'S': return parse_seed(optarg, &o->seed);
+    case 'S': return phrex_cli_parse_seed(optarg, &o->seed);
     case 'j': return phrex_cli_parse_int("--threads", optarg, 1, 1024, &o->threads);
     case 'k': return phrex_cli_parse_int("--checkpoint-every", optarg, 0, 1 << 30, &o->checkpoint_every);
     case 'g': o->log_path = optarg; return 0;
@@ -233,7 +202,6 @@ static int parse_options(int argc, char **argv, train_options *o) {
     return 0;
 }
 
-static void path_join(char *buf, size_t n, const char *dir, const char *name) { snprintf(buf, n, "%s/%s", dir, name); }
 
 static int file_exists(const char *path) {
     struct stat st;
@@ -535,7 +503,7 @@ static int evaluate(trainer *t, const phrex_squad_windows *s, int limit, rc_metr
 static int write_metrics(const char *dir, const rc_metrics *m, const train_options *o, int64_t steps,
                          const phrex_squad_windows *valid) {
     char path[4096];
-    path_join(path, sizeof path, dir, "valid_metrics.json");
+    phrex_cli_path_join(path, sizeof path, dir, "valid_metrics.json");
     FILE *f = fopen(path, "w");
     if (!f) return phrex_fail(PHREX_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
     fprintf(f,
@@ -553,11 +521,11 @@ static int save_model(trainer *t, const train_options *o, int64_t steps) {
     char path[4096];
     int rc = 0;
     for (int i = 0; i < N_ENC && !rc; i++) {
-        path_join(path, sizeof path, o->out_dir, enc_names[i]);
+        phrex_cli_path_join(path, sizeof path, o->out_dir, enc_names[i]);
         rc = phrex_checkpoint_save_model(path, t->enc[i].m, PHREX_DTYPE_F32, o->model_dir);
     }
     if (rc) return rc;
-    path_join(path, sizeof path, o->out_dir, "phrex_model.json");
+    phrex_cli_path_join(path, sizeof path, o->out_dir, "phrex_model.json");
     FILE *f = fopen(path, "w");
     if (!f) return phrex_fail(PHREX_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
     fprintf(f,
@@ -631,10 +599,10 @@ static int64_t total_steps(const train_options *o, int n_train) {
 // DIR), else the base model for all three.
 static void encoder_dirs(const train_options *o, char bufs[N_ENC][4096], const char *dirs[N_ENC]) {
     char meta[4096];
-    path_join(meta, sizeof meta, o->out_dir, "phrex_model.json");
+    phrex_cli_path_join(meta, sizeof meta, o->out_dir, "phrex_model.json");
     int trained = o->eval_only && file_exists(meta);
     for (int i = 0; i < N_ENC; i++) {
-        if (trained) path_join(bufs[i], 4096, o->out_dir, enc_names[i]);
+        if (trained) phrex_cli_path_join(bufs[i], 4096, o->out_dir, enc_names[i]);
         else snprintf(bufs[i], 4096, "%s", o->model_dir);
         dirs[i] = bufs[i];
     }
@@ -645,13 +613,13 @@ static int run(const train_options *o) {
     if (mkdir(o->out_dir, 0777) && errno != EEXIST)
         return phrex_fail(PHREX_ERR_IO, "%s: cannot create: %s", o->out_dir, strerror(errno));
     char state_path[4096], log_path[4096], vocab[4096];
-    path_join(state_path, sizeof state_path, o->out_dir, "train_state.bin");
+    phrex_cli_path_join(state_path, sizeof state_path, o->out_dir, "train_state.bin");
     if (!o->eval_only && !o->resume && file_exists(state_path))
         return phrex_fail(PHREX_ERR_INPUT, "%s exists: pass --resume to continue that run, or choose another --out",
                           state_path);
     if (o->resume && !file_exists(state_path))
         return phrex_fail(PHREX_ERR_INPUT, "--resume: %s does not exist", state_path);
-    path_join(vocab, sizeof vocab, o->model_dir, "vocab.txt");
+    phrex_cli_path_join(vocab, sizeof vocab, o->model_dir, "vocab.txt");
     phrex_wordpiece *wp;
     int rc = phrex_wordpiece_init(&wp, vocab, 1);
     if (rc) return rc;
@@ -674,7 +642,7 @@ static int run(const train_options *o) {
     FILE *log = NULL;
     if (!rc && !o->eval_only) {
         if (o->log_path) snprintf(log_path, sizeof log_path, "%s", o->log_path);
-        else path_join(log_path, sizeof log_path, o->out_dir, "train.log");
+        else phrex_cli_path_join(log_path, sizeof log_path, o->out_dir, "train.log");
         if (!(log = fopen(log_path, "a")))
             rc = phrex_fail(PHREX_ERR_IO, "%s: cannot open log: %s", log_path, strerror(errno));
     }

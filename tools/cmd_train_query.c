@@ -133,37 +133,6 @@ static void print_help(FILE *f) {
             phrex_cli_default_model_dir());
 }
 
-static int parse_float(const char *name, const char *text, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno || end == text || *end || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "phrex: %s expects a number in [%g, %g], got '%s'\n", name, lo, hi, text);
-        return 2;
-    }
-    *out = v;
-    return 0;
-}
-
-static int parse_floatf(const char *name, const char *text, double lo, double hi, float *out) {
-    double v;
-    if (parse_float(name, text, lo, hi, &v)) return 2;
-    *out = (float)v;
-    return 0;
-}
-
-static int parse_seed(const char *text, unsigned long long *out) {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (errno || end == text || *end || *text == '-') {
-        fprintf(stderr, "phrex: --seed expects a non-negative integer, got '%s'\n", text);
-        return 2;
-    }
-    *out = v;
-    return 0;
-}
-
 static int parse_one(int c, tq_options *o) {
     switch (c) {
     case 'd': o->dump_dir = optarg; return 0;
@@ -174,16 +143,16 @@ static int parse_one(int c, tq_options *o) {
     case 'V': o->valid_titles = optarg; return 0;
     case 't': return phrex_cli_parse_int("--top-k", optarg, 1, 4096, &o->top_k);
     case 's': return phrex_cli_parse_int("--steps", optarg, 1, 1 << 30, &o->steps);
-    case 'E': return parse_float("--epochs", optarg, 1e-6, 1e6, &o->epochs);
+    case 'E': return phrex_cli_parse_double("--epochs", optarg, 1e-6, 1e6, &o->epochs);
     case 'b': return phrex_cli_parse_int("--batch", optarg, 1, 256, &o->batch);
-    case 'l': return parse_floatf("--lr", optarg, 0, 1, &o->lr);
-    case 'w': return parse_floatf("--warmup-frac", optarg, 0, 1, &o->warmup_frac);
-    case 'W': return parse_floatf("--weight-decay", optarg, 0, 1, &o->weight_decay);
-    case 'c': return parse_floatf("--clip", optarg, 0, 1e6, &o->clip);
-    case 'D': return parse_floatf("--dropout", optarg, 0, 0.9, &o->dropout);
+    case 'l': return phrex_cli_parse_float("--lr", optarg, 0, 1, &o->lr);
+    case 'w': return phrex_cli_parse_float("--warmup-frac", optarg, 0, 1, &o->warmup_frac);
+    case 'W': return phrex_cli_parse_float("--weight-decay", optarg, 0, 1, &o->weight_decay);
+    case 'c': return phrex_cli_parse_float("--clip", optarg, 0, 1e6, &o->clip);
+    case 'D': return phrex_cli_parse_float("--dropout", optarg, 0, 0.9, &o->dropout);
     case 'n': return phrex_cli_parse_int("--nprobe", optarg, 1, 1 << 20, &o->nprobe);
     case 'a': return phrex_cli_parse_int("--max-answer-len", optarg, 1, 256, &o->max_answer_len);
-    case 'S': return parse_seed(optarg, &o->seed);
+    case 'S': return phrex_cli_parse_seed(optarg, &o->seed);
     case 'j': return phrex_cli_parse_int("--threads", optarg, 1, 1024, &o->threads);
     case 'k': return phrex_cli_parse_int("--checkpoint-every", optarg, 0, 1 << 30, &o->checkpoint_every);
     case 'g': o->log_path = optarg; return 0;
@@ -244,7 +213,6 @@ static int parse_options(int argc, char **argv, tq_options *o) {
     return 0;
 }
 
-static void path_join(char *buf, size_t n, const char *dir, const char *name) { snprintf(buf, n, "%s/%s", dir, name); }
 
 static int file_exists(const char *path) {
     struct stat st;
@@ -268,7 +236,7 @@ static int resolve_model(const char *dir, model_parts *mp) {
     snprintf(mp->query[1], PATH_MAX, "%s", paths.trained ? paths.query_end : paths.phrase);
     // The tokenizer: the query encoder's vocab.txt, else (delta folders) the phrase model's.
     char vocab[PATH_MAX + 16];
-    path_join(vocab, sizeof vocab, mp->query[0], "vocab.txt");
+    phrex_cli_path_join(vocab, sizeof vocab, mp->query[0], "vocab.txt");
     snprintf(mp->vocab_dir, PATH_MAX, "%s", file_exists(vocab) ? mp->query[0] : mp->phrase);
     return PHREX_OK;
 }
@@ -689,14 +657,14 @@ static int save_model(trainer *t, const tq_options *o, const model_parts *mp, in
     static const char *const names[2] = {"query_start", "query_end"};
     char path[PATH_MAX + 32], phrase_abs[PATH_MAX], dump_abs[PATH_MAX];
     for (int i = 0; i < 2; i++) {
-        path_join(path, sizeof path, o->out_dir, names[i]);
+        phrex_cli_path_join(path, sizeof path, o->out_dir, names[i]);
         int rc = phrex_checkpoint_save_model(path, t->enc[i].m, PHREX_DTYPE_F32, mp->vocab_dir);
         if (rc) return rc;
     }
     // Absolute, so the folder can move without losing the phrase encoder.
     if (!realpath(mp->phrase, phrase_abs)) return phrex_fail(PHREX_ERR_IO, "%s: %s", mp->phrase, strerror(errno));
     if (!realpath(o->dump_dir, dump_abs)) snprintf(dump_abs, sizeof dump_abs, "%s", o->dump_dir);
-    path_join(path, sizeof path, o->out_dir, "phrex_model.json");
+    phrex_cli_path_join(path, sizeof path, o->out_dir, "phrex_model.json");
     FILE *f = fopen(path, "w");
     if (!f) return phrex_fail(PHREX_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
     fprintf(f, "{\"format\": \"%s\", \"version\": %d,\n \"encoders\": {\"phrase\": ", MODEL_FORMAT, MODEL_VERSION);
@@ -723,7 +691,7 @@ static void write_metric(FILE *f, const char *name, const od_metrics *m) {
 
 static int write_metrics(const tq_options *o, const od_metrics *before, const od_metrics *after) {
     char path[PATH_MAX + 32];
-    path_join(path, sizeof path, o->out_dir, "valid_metrics.json");
+    phrex_cli_path_join(path, sizeof path, o->out_dir, "valid_metrics.json");
     FILE *f = fopen(path, "w");
     if (!f) return phrex_fail(PHREX_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
     fputs("{\"task\": \"open-domain\", \"unit\": \"passage\", \"top_k\": 100, ", f);
@@ -787,7 +755,7 @@ static int train_loop(trainer *t, const phrex_squad_windows *train, int64_t step
 static int load_data(const tq_options *o, const model_parts *mp, phrex_squad_windows **train,
                      phrex_squad_windows **valid) {
     char vocab[PATH_MAX + 16];
-    path_join(vocab, sizeof vocab, mp->vocab_dir, "vocab.txt");
+    phrex_cli_path_join(vocab, sizeof vocab, mp->vocab_dir, "vocab.txt");
     phrex_wordpiece *wp;
     int rc = phrex_wordpiece_init(&wp, vocab, 1);
     if (rc) return rc;
@@ -800,7 +768,7 @@ static int load_data(const tq_options *o, const model_parts *mp, phrex_squad_win
 static int open_log(const tq_options *o, FILE **log) {
     char path[PATH_MAX + 32];
     if (o->log_path) snprintf(path, sizeof path, "%s", o->log_path);
-    else path_join(path, sizeof path, o->out_dir, "train.log");
+    else phrex_cli_path_join(path, sizeof path, o->out_dir, "train.log");
     *log = fopen(path, "a");
     return *log ? PHREX_OK : phrex_fail(PHREX_ERR_IO, "%s: cannot open log: %s", path, strerror(errno));
 }
@@ -810,7 +778,7 @@ static int run(const tq_options *o) {
     if (mkdir(o->out_dir, 0777) && errno != EEXIST)
         return phrex_fail(PHREX_ERR_IO, "%s: cannot create: %s", o->out_dir, strerror(errno));
     char state_path[PATH_MAX + 32];
-    path_join(state_path, sizeof state_path, o->out_dir, "train_state.bin");
+    phrex_cli_path_join(state_path, sizeof state_path, o->out_dir, "train_state.bin");
     if (!o->resume && file_exists(state_path))
         return phrex_fail(PHREX_ERR_INPUT, "%s exists: pass --resume to continue that run, or choose another --out",
                           state_path);

@@ -118,25 +118,6 @@ static void print_help(FILE *f) {
             phrex_cli_default_model_dir(), phrex_cli_base_model_dir());
 }
 
-static int parse_double(const char *name, const char *text, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno || end == text || *end || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "phrex: %s expects a number in [%g, %g], got '%s'\n", name, lo, hi, text);
-        return 2;
-    }
-    *out = v;
-    return 0;
-}
-
-static int parse_floatf(const char *name, const char *text, double lo, double hi, float *out) {
-    double v;
-    if (parse_double(name, text, lo, hi, &v)) return 2;
-    *out = (float)v;
-    return 0;
-}
-
 static int parse_one(int c, rr_options *o) {
     switch (c) {
     case 'o': o->out_dir = optarg; return 0;
@@ -150,19 +131,19 @@ static int parse_one(int c, rr_options *o) {
     case 'k': return phrex_cli_parse_int("--mine-k", optarg, 1, 1000, &o->mine_k);
     case 'L': return phrex_cli_parse_int("--layers", optarg, 1, 64, &o->layers);
     case 'n': return phrex_cli_parse_int("--negatives", optarg, 1, 1000, &o->negatives);
-    case 'R': return parse_floatf("--random-frac", optarg, 0, 1, &o->random_frac);
+    case 'R': return phrex_cli_parse_float("--random-frac", optarg, 0, 1, &o->random_frac);
     case 'P': return phrex_cli_parse_int("--pool", optarg, 1, 100000, &o->pool);
-    case 't': return parse_floatf("--t", optarg, 0, 1, &o->t);
-    case 'p': return parse_floatf("--passage-frac", optarg, 0, 1, &o->passage_frac);
+    case 't': return phrex_cli_parse_float("--t", optarg, 0, 1, &o->t);
+    case 'p': return phrex_cli_parse_float("--passage-frac", optarg, 0, 1, &o->passage_frac);
     case 's': return phrex_cli_parse_int("--steps", optarg, 1, 1 << 30, &o->steps);
-    case 'E': return parse_double("--epochs", optarg, 1e-6, 1e6, &o->epochs);
+    case 'E': return phrex_cli_parse_double("--epochs", optarg, 1e-6, 1e6, &o->epochs);
     case 'b': return phrex_cli_parse_int("--batch", optarg, 1, 1024, &o->batch);
-    case 'l': return parse_floatf("--lr", optarg, 0, 1, &o->lr);
-    case 'H': return parse_floatf("--head-lr-mult", optarg, 0, 1e4, &o->head_lr_mult);
-    case 'w': return parse_floatf("--warmup-frac", optarg, 0, 1, &o->warmup_frac);
-    case 'd': return parse_floatf("--weight-decay", optarg, 0, 1, &o->weight_decay);
-    case 'C': return parse_floatf("--clip", optarg, 0, 1e6, &o->clip);
-    case 'D': return parse_floatf("--dropout", optarg, 0, 0.9, &o->dropout);
+    case 'l': return phrex_cli_parse_float("--lr", optarg, 0, 1, &o->lr);
+    case 'H': return phrex_cli_parse_float("--head-lr-mult", optarg, 0, 1e4, &o->head_lr_mult);
+    case 'w': return phrex_cli_parse_float("--warmup-frac", optarg, 0, 1, &o->warmup_frac);
+    case 'd': return phrex_cli_parse_float("--weight-decay", optarg, 0, 1, &o->weight_decay);
+    case 'C': return phrex_cli_parse_float("--clip", optarg, 0, 1e6, &o->clip);
+    case 'D': return phrex_cli_parse_float("--dropout", optarg, 0, 0.9, &o->dropout);
     case 'x': return phrex_cli_parse_int("--max-seq-len", optarg, PHREX_RERANK_MIN_SEQ_LEN, 4096, &o->max_seq_len);
     case 'e': o->train_embeddings = 1; return 0;
     case 'F': o->f16 = 1; return 0;
@@ -246,7 +227,6 @@ static int parse_options(int argc, char **argv, rr_options *o) {
     return 0;
 }
 
-static void path_join(char *buf, size_t n, const char *dir, const char *name) { snprintf(buf, n, "%s/%s", dir, name); }
 
 static int file_exists(const char *path) {
     struct stat st;
@@ -456,9 +436,9 @@ static int run_mine(const rr_options *o) {
     int rc = phrex_squad_read_titles(o->titles, &titles, &n_titles);
     if (rc) return rc;
     char articles[4096], dump[4096], cands[4096];
-    path_join(articles, sizeof articles, o->out_dir, "articles.json");
-    path_join(dump, sizeof dump, o->out_dir, "dump");
-    path_join(cands, sizeof cands, o->out_dir, "candidates.jsonl");
+    phrex_cli_path_join(articles, sizeof articles, o->out_dir, "articles.json");
+    phrex_cli_path_join(dump, sizeof dump, o->out_dir, "dump");
+    phrex_cli_path_join(cands, sizeof cands, o->out_dir, "candidates.jsonl");
     rc = make_dir(o->out_dir);
     if (!rc) rc = write_articles(o->squad, titles, n_titles, articles);
     if (!rc) {
@@ -744,8 +724,8 @@ static int load_state(rr_trainer *t, const char *path, phrex_train_progress *pr,
 
 static int save_reranker(rr_trainer *t, const rr_options *o, int64_t steps) {
     char enc[4096], head[4096], extra[2048];
-    path_join(enc, sizeof enc, o->out_dir, "encoder");
-    path_join(head, sizeof head, o->out_dir, "head.safetensors");
+    phrex_cli_path_join(enc, sizeof enc, o->out_dir, "encoder");
+    phrex_cli_path_join(head, sizeof head, o->out_dir, "head.safetensors");
     phrex_rerank_backbone *bb = phrex_rerank_model_backbone(t->model);
     int dtype = o->f16 ? PHREX_DTYPE_F16 : PHREX_DTYPE_F32;
     int rc = bb->save(bb->self, enc, dtype, o->base_dir);
@@ -847,7 +827,7 @@ static int evaluate(const rr_options *o, const char *dir, const phrex_rerank_set
 
 static int write_metrics(const rr_options *o, const valid_metrics *m, int64_t steps) {
     char path[4096];
-    path_join(path, sizeof path, o->out_dir, "valid_metrics.json");
+    phrex_cli_path_join(path, sizeof path, o->out_dir, "valid_metrics.json");
     FILE *f = fopen(path, "w");
     if (!f) return phrex_fail(PHREX_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
     fprintf(f,
@@ -908,7 +888,7 @@ static int train_loop(rr_trainer *t, int64_t steps, phrex_train_progress *pr, co
 static int run_train(const rr_options *o) {
     if (make_dir(o->out_dir)) return 1;
     char state_path[4096], log_path[4096];
-    path_join(state_path, sizeof state_path, o->out_dir, "train_state.bin");
+    phrex_cli_path_join(state_path, sizeof state_path, o->out_dir, "train_state.bin");
     if (!o->eval_only && !o->resume && file_exists(state_path))
         return phrex_fail(PHREX_ERR_INPUT, "%s exists: pass --resume to continue that run, or choose another --out",
                           state_path);
@@ -938,7 +918,7 @@ static int run_train(const rr_options *o) {
     FILE *log = NULL;
     if (!rc && !o->eval_only) {
         if (o->log_path) snprintf(log_path, sizeof log_path, "%s", o->log_path);
-        else path_join(log_path, sizeof log_path, o->out_dir, "train.log");
+        else phrex_cli_path_join(log_path, sizeof log_path, o->out_dir, "train.log");
         if (!(log = fopen(log_path, "a")))
             rc = phrex_fail(PHREX_ERR_IO, "%s: cannot open log: %s", log_path, strerror(errno));
     }
