@@ -1,6 +1,7 @@
 #include "model_dir.h"
 
 #include "common/error.h"
+#include "data/buf.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -15,22 +16,6 @@
 static int is_dir(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static int read_small_file(const char *path, char **out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return phrex_fail(PHREX_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = malloc(1 << 16);
-    size_t n = buf ? fread(buf, 1, (1 << 16) - 1, f) : 0;
-    int bad = ferror(f) || !feof(f);
-    fclose(f);
-    if (!buf || bad) {
-        free(buf);
-        return phrex_fail(PHREX_ERR_IO, "%s: cannot read (or over 64 KiB)", path);
-    }
-    buf[n] = 0;
-    *out = buf;
-    return PHREX_OK;
 }
 
 // out = dir/rel (an absolute rel stays as it is), which must exist (as a folder when want_dir).
@@ -65,7 +50,8 @@ static int read_encoders(const cJSON *j, const char *dir, const char *json, phre
 
 static int read_model_json(const char *dir, const char *json, phrex_model_paths *out) {
     char *text = NULL;
-    int rc = read_small_file(json, &text);
+    size_t len;
+    int rc = phrex_data_read_file(json, &text, &len);
     if (rc) return rc;
     cJSON *j = cJSON_Parse(text);
     free(text);

@@ -1,6 +1,7 @@
 #include "weights.h"
 
 #include "common/error.h"
+#include "data/buf.h"
 #include "encoder/checkpoint.h"
 #include "encoder/safetensors.h"
 #include "index/hash.h"
@@ -36,24 +37,6 @@ static int join(char *out, size_t cap, const char *dir, const char *name) {
     return PHREX_OK;
 }
 
-static int read_text(const char *path, char **out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return phrex_fail(PHREX_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = NULL;
-    long len = -1;
-    if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
-    if (len >= 0 && len < (1 << 20) && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)len + 1)) &&
-        fread(buf, 1, (size_t)len, f) == (size_t)len) {
-        buf[len] = 0;
-        fclose(f);
-        *out = buf;
-        return PHREX_OK;
-    }
-    free(buf);
-    fclose(f);
-    return phrex_fail(PHREX_ERR_IO, "%s: cannot read (or over 1 MiB)", path);
-}
-
 // Size and XXH64 of a file: the identity of a base model.safetensors.
 static int fingerprint(const char *path, uint64_t *bytes, uint64_t *hash) {
     phrex_hash64_state h;
@@ -74,7 +57,8 @@ typedef struct {
 static int read_delta_info(const char *dir, delta_info *di) {
     char path[PATH_MAX], *text = NULL;
     int rc = join(path, sizeof path, dir, PHREX_DELTA_JSON);
-    if (!rc) rc = read_text(path, &text);
+    size_t len;
+    if (!rc) rc = phrex_data_read_file(path, &text, &len);
     if (rc) return rc;
     cJSON *j = cJSON_Parse(text);
     free(text);
@@ -399,9 +383,10 @@ static int copy_side_files(const char *src, const char *dst) {
                             (long long)st.st_size);
             break;
         }
-        if ((rc = read_text(from, &text))) break;
+        size_t len;
+        if ((rc = phrex_data_read_file(from, &text, &len))) break;
         FILE *f = fopen(to, "wb");
-        if (!f || fwrite(text, 1, (size_t)st.st_size, f) != (size_t)st.st_size)
+        if (!f || fwrite(text, 1, len, f) != len)
             rc = phrex_fail(PHREX_ERR_IO, "%s: cannot write: %s", to, strerror(errno));
         if (f && fclose(f) && !rc) rc = phrex_fail(PHREX_ERR_IO, "%s: write failed", to);
         free(text);

@@ -12,6 +12,7 @@
 #include "tools/cli_util.h"
 
 #include "common/error.h"
+#include "data/buf.h"
 #include "encoder/model_dir.h"
 #include "encoder/weights.h"
 
@@ -64,13 +65,12 @@ static int pack_one(const char *from, const char *out, const pack_options *o) {
 static int write_model_json(const char *from, const char *out) {
     char path[PHREX_MODEL_PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", from, PHREX_MODEL_JSON);
-    FILE *f = fopen(path, "rb");
-    if (!f) return phrex_fail(PHREX_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
+    char *buf;
+    size_t n;
+    int rc = phrex_data_read_file(path, &buf, &n);
+    if (rc) return rc;
     cJSON *j = cJSON_Parse(buf);
+    free(buf);
     if (!j) return phrex_fail(PHREX_ERR_FORMAT, "%s: not valid JSON", path);
     cJSON *enc = cJSON_CreateObject();
     cJSON_AddStringToObject(enc, "phrase", "phrase");
@@ -83,8 +83,7 @@ static int write_model_json(const char *from, const char *out) {
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
     snprintf(path, sizeof path, "%s/%s", out, PHREX_MODEL_JSON);
-    int rc = PHREX_OK;
-    f = text ? fopen(path, "w") : NULL;
+    FILE *f = text ? fopen(path, "w") : NULL;
     if (!f || fprintf(f, "%s\n", text) < 0) rc = phrex_fail(PHREX_ERR_IO, "%s: cannot write", path);
     if (f && fclose(f) && !rc) rc = phrex_fail(PHREX_ERR_IO, "%s: write failed", path);
     free(text);
