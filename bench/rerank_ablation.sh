@@ -1,24 +1,28 @@
 #!/bin/sh
 # Ablations of the shallow cross-encoder (docs/reranking.md): BCE vs gBCE,
-# 1 / 8 / 32 negatives, depth 1 / 2 / 4 / 6. Every run trains on the same
-# mined candidates for the same number of questions and reports reranking
-# of the validation questions' top-20 mined phrases.
+# 1 / 8 / 32 negatives, depth 1 / 2 / 4 / 6, and the head on [CLS] alone
+# against [CLS] + span markers. Every run trains on the same mined
+# candidates for the same number of updates (train-rerank's defaults
+# otherwise: lr 2e-4, 64 tokens, curriculum 0.2) and reports reranking of
+# the validation questions' top-20 mined phrases. The depth runs are the
+# rerankers of bench/rerank_budget_sweep.sh.
 #
 #   bench/rerank_ablation.sh [OUT_DIR] [PHREX]       (run from the repository root)
 #
-# Env: STEPS (updates per run, default 150), BATCH (questions per update, 4),
-# SEQ (max_seq_len, 192), THREADS (2), VALID (validation questions, 300),
-# MODEL (the phrase model that mines, default the base model), ONLY (a
+# Env: STEPS (updates per run, default 600), BATCH (questions per update, 4),
+# SEQ (max_seq_len, 64), THREADS (2), VALID (validation questions, 300),
+# MODEL (the phrase model that mines, default models/phrase), ONLY (a
 # space-separated subset of run names). Mining runs once per OUT_DIR.
+# About 35 minutes on 2 idle cores.
 set -eu
 OUT=${1:-out/rerank-ablation}
 PHREX=${2:-build/phrex}
-STEPS=${STEPS:-150}
+STEPS=${STEPS:-600}
 BATCH=${BATCH:-4}
-SEQ=${SEQ:-192}
+SEQ=${SEQ:-64}
 THREADS=${THREADS:-2}
 VALID=${VALID:-300}
-MODEL=${MODEL:-models/base/all-MiniLM-L6-v2}
+MODEL=${MODEL:-models/phrase}
 export OMP_WAIT_POLICY=passive
 mkdir -p "$OUT"
 
@@ -48,11 +52,12 @@ run bce-n8-l2 --layers 2 --negatives 8 --t 0
 # Negatives per question (gBCE, 2 layers).
 run gbce-n1-l2 --layers 2 --negatives 1 --t 0.75
 run gbce-n32-l2 --layers 2 --negatives 32 --t 0.75
-run bce-n32-l2 --layers 2 --negatives 32 --t 0
 # Depth (gBCE, 8 negatives).
 run gbce-n8-l1 --layers 1 --negatives 8 --t 0.75
 run gbce-n8-l4 --layers 4 --negatives 8 --t 0.75
 run gbce-n8-l6 --layers 6 --negatives 8 --t 0.75
+# What the head reads: [CLS] alone (the first recipe) against [CLS] + markers.
+run cls-n8-l2 --layers 2 --negatives 8 --t 0.75 --head-pool cls
 
 # One table: run, reranked accuracy@1, MRR, retriever accuracy@1.
 printf '%-14s %8s %8s %8s %8s\n' run acc@1 MRR retr@1 recall

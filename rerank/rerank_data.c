@@ -400,3 +400,27 @@ int phrex_rerank_set_k(const phrex_rerank_set *s) { return s->k; }
 const phrex_rerank_question *phrex_rerank_set_question(const phrex_rerank_set *s, int i) { return &s->qs[i]; }
 const phrex_rerank_paragraph *phrex_rerank_set_paragraph(const phrex_rerank_set *s, int i) { return &s->pars[i]; }
 const phrex_rerank_span *phrex_rerank_set_spans(const phrex_rerank_set *s) { return s->spans; }
+
+// --- pooling ------------------------------------------------------------------------
+
+int phrex_rerank_pool_rows(const int32_t *ids, int len, phrex_rerank_pool pool, int32_t mark_start, int32_t mark_end,
+                           int rows[PHREX_RERANK_POOL_MAX_ROWS]) {
+    rows[0] = 0;
+    if (pool != PHREX_RERANK_POOL_MARKS) return 1;
+    int m0 = -1, m1 = -1;
+    for (int i = 1; i < len; i++) {
+        if (ids[i] == mark_start && m0 < 0) m0 = i;
+        else if (ids[i] == mark_end && m1 < 0) m1 = i;
+    }
+    if (m0 < 0 || m1 < 0) return 1; // a passage candidate
+    rows[1] = m0, rows[2] = m1;
+    return 3;
+}
+
+const char *phrex_rerank_pool_name(phrex_rerank_pool pool) { return pool == PHREX_RERANK_POOL_MARKS ? "marks" : "cls"; }
+
+int phrex_rerank_pool_parse(const char *name, phrex_rerank_pool *pool) {
+    if (!strcmp(name, "cls")) return *pool = PHREX_RERANK_POOL_CLS, PHREX_OK;
+    if (!strcmp(name, "marks")) return *pool = PHREX_RERANK_POOL_MARKS, PHREX_OK;
+    return phrex_fail(PHREX_ERR_FORMAT, "pool \"%s\" is not \"cls\" or \"marks\"", name);
+}

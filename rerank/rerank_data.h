@@ -75,6 +75,23 @@ int phrex_rerank_tokenizer_pair(phrex_rerank_tokenizer *t, const phrex_rerank_ca
 // it is missing.
 int phrex_rerank_marker_ids(const phrex_wordpiece *wp, int32_t *mark_start, int32_t *mark_end);
 
+// What the score head reads (phrex_reranker.json "pool"):
+//   CLS:   h[CLS], as a sentence-pair classifier;
+//   MARKS: the mean of h[CLS], h[m0] and h[m1] (h[CLS] alone for a passage
+//          candidate, which has no marks). The marker rows see the span's
+//          own context, as a BERT reader's start/end logits do; trained from
+//          MiniLM with hard negatives, the [CLS] head stayed at the constant
+//          optimum where this one learns (docs/reranking.md).
+typedef enum { PHREX_RERANK_POOL_CLS = 0, PHREX_RERANK_POOL_MARKS = 1 } phrex_rerank_pool;
+#define PHREX_RERANK_POOL_MAX_ROWS 3
+// The rows (token indices in one sequence of len tokens, the first being
+// [CLS]) the head averages; returns how many (1 or 3).
+int phrex_rerank_pool_rows(const int32_t *ids, int len, phrex_rerank_pool pool, int32_t mark_start, int32_t mark_end,
+                           int rows[PHREX_RERANK_POOL_MAX_ROWS]);
+// "cls" / "marks" and back; parse returns PHREX_ERR_FORMAT for another name.
+const char *phrex_rerank_pool_name(phrex_rerank_pool pool);
+int phrex_rerank_pool_parse(const char *name, phrex_rerank_pool *pool);
+
 // --- mined candidates -----------------------------------------------------------
 //
 // A candidates file (JSON lines, written once by `phrex train-rerank --mine`

@@ -4,6 +4,7 @@
 #include "encoder/checkpoint.h"
 #include "encoder/train_rng.h"
 #include "rerank/gbce.h"
+#include "rerank/rerank_data.h"
 #include "rerank/reranker.h"
 
 #include <math.h>
@@ -87,9 +88,12 @@ struct phrex_rerank_model {
     float *head;   // (C + 1): w then b
     float *dhead;  // (C + 1)
     phrex_param_tensor head_tensors[2];
-    float *dhidden;        // (max_tokens, C), zero but for [CLS] rows
+    phrex_rerank_pool pool;
+    int32_t mark_start, mark_end;
+    float *dhidden;        // (max_tokens, C), zero but for the pooled rows
     const float *hidden;   // (N, C) of the last forward, in the backbone's workspace
-    int32_t *cls_at;       // (max_tokens) row of each sequence's [CLS] in the last forward
+    int32_t *pool_at;      // (max_tokens, 3) rows the head averaged for each sequence in the last forward
+    int32_t *pool_n;       // (max_tokens) how many
     int last_n, last_tokens;
     float *scores, *dscores; // (max_tokens) each, scratch for _step
 };
@@ -106,9 +110,9 @@ int phrex_rerank_model_init(phrex_rerank_model **out, phrex_rerank_backbone *bb,
     int C = m->C = m->bb.hidden_size, T = m->bb.max_tokens;
     m->head = calloc((size_t)C + 1, 4), m->dhead = calloc((size_t)C + 1, 4);
     m->dhidden = calloc((size_t)T * (size_t)C, 4);
-    m->cls_at = malloc((size_t)T * 4), m->dscores = malloc((size_t)T * 4);
-    m->scores = malloc((size_t)T * 4);
-    if (!m->head || !m->dhead || !m->dhidden || !m->cls_at || !m->dscores || !m->scores) {
+    m->pool_at = malloc((size_t)T * PHREX_RERANK_POOL_MAX_ROWS * 4), m->pool_n = malloc((size_t)T * 4);
+    m->dscores = malloc((size_t)T * 4), m->scores = malloc((size_t)T * 4);
+    if (!m->head || !m->dhead || !m->dhidden || !m->pool_at || !m->pool_n || !m->dscores || !m->scores) {
         phrex_rerank_model_free(m);
         return phrex_fail(PHREX_ERR_MEMORY, "reranker model: out of memory for %d tokens", T);
     }
@@ -125,11 +129,15 @@ int phrex_rerank_model_init(phrex_rerank_model **out, phrex_rerank_backbone *bb,
 void phrex_rerank_model_free(phrex_rerank_model *m) {
     if (!m) return;
     if (m->bb.free) m->bb.free(m->bb.self);
-    free(m->head), free(m->dhead), free(m->dhidden), free(m->cls_at), free(m->dscores), free(m->scores);
+    free(m->head), free(m->dhead), free(m->dhidden), free(m->pool_at), free(m->pool_n), free(m->dscores), free(m->scores);
     free(m);
 }
 
 phrex_rerank_backbone *phrex_rerank_model_backbone(phrex_rerank_model *m) { return &m->bb; }
+
+void phrex_rerank_model_set_pool(phrex_rerank_model *m, phrex_rerank_pool pool, int32_t mark_start, int32_t mark_end) {
+    m->pool = pool, m->mark_start = mark_start, m->mark_end = mark_end;
+}
 
 int phrex_rerank_model_start_at_prior(phrex_rerank_model *m, float beta, int n_negatives) {
     double b = phrex_gbce_prior_score(beta, n_negatives);
@@ -160,26 +168,36 @@ int phrex_rerank_model_forward(phrex_rerank_model *m, const int32_t *ids, const 
     if (rc) return rc;
     const float *w = m->head;
     for (int i = 0, at = 0; i < n; at += lens[i], i++) {
-        const float *h = m->hidden + (size_t)at * m->C;
-        float s = w[m->C];
-        for (int c = 0; c < m->C; c++) s += w[c] * h[c];
-        scores[i] = s;
-        m->cls_at[i] = at;
+        int32_t *rows = m->pool_at + (size_t)i * PHREX_RERANK_POOL_MAX_ROWS, local[PHREX_RERANK_POOL_MAX_ROWS];
+        int k = m->pool_n[i] = phrex_rerank_pool_rows(ids + at, lens[i], m->pool, m->mark_start, m->mark_end, local);
+        float s = 0;
+        for (int j = 0; j < k; j++) {
+            rows[j] = at + local[j];
+            const float *h = m->hidden + (size_t)rows[j] * m->C;
+            for (int c = 0; c < m->C; c++) s += w[c] * h[c];
+        }
+        scores[i] = w[m->C] + s / (float)k;
     }
     m->last_n = n, m->last_tokens = N;
     return PHREX_OK;
 }
 
-// s_i = w·h_i + b:  dw += Σ ds_i h_i,  db += Σ ds_i,  dh_i = ds_i w.
+// s_i = w·mean_r h_r + b over the pooled rows r of sequence i:
+//   dw += Σ ds_i mean_r h_r,  db += Σ ds_i,  dh_r += ds_i w / k_i.
 int phrex_rerank_model_backward(phrex_rerank_model *m, const float *dscores) {
     if (!m->last_n) return phrex_fail(PHREX_ERR_INPUT, "reranker backward: no forward to go back through");
     int C = m->C;
     memset(m->dhidden, 0, (size_t)m->last_tokens * (size_t)C * 4);
     for (int i = 0; i < m->last_n; i++) {
-        const float *h = m->hidden + (size_t)m->cls_at[i] * C;
-        float *dh = m->dhidden + (size_t)m->cls_at[i] * C, ds = dscores[i];
-        for (int c = 0; c < C; c++) m->dhead[c] += ds * h[c], dh[c] = ds * m->head[c];
-        m->dhead[C] += ds;
+        int k = m->pool_n[i];
+        float ds = dscores[i] / (float)k;
+        for (int j = 0; j < k; j++) {
+            int32_t row = m->pool_at[(size_t)i * PHREX_RERANK_POOL_MAX_ROWS + j];
+            const float *h = m->hidden + (size_t)row * C;
+            float *dh = m->dhidden + (size_t)row * C;
+            for (int c = 0; c < C; c++) m->dhead[c] += ds * h[c], dh[c] += ds * m->head[c];
+        }
+        m->dhead[C] += dscores[i];
     }
     return m->bb.backward(m->bb.self, m->dhidden);
 }

@@ -13,6 +13,7 @@
 
 #include "encoder/adamw.h"
 #include "encoder/train_bert.h"
+#include "rerank/rerank_data.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -68,10 +69,13 @@ void phrex_rerank_model_free(phrex_rerank_model *m);
 int phrex_rerank_model_start_at_prior(phrex_rerank_model *m, float beta, int n_negatives);
 phrex_rerank_backbone *phrex_rerank_model_backbone(phrex_rerank_model *m);
 
+// What the head reads (rerank/rerank_data.h); PHREX_RERANK_POOL_CLS until set.
+void phrex_rerank_model_set_pool(phrex_rerank_model *m, phrex_rerank_pool pool, int32_t mark_start, int32_t mark_end);
+
 // The head as AdamW sees it: params w (C) then b, grads beside them.
 phrex_train_params phrex_rerank_model_head_params(phrex_rerank_model *m);
 
-// Scores of n packed sequences: scores (n) = w·h[CLS] + b. Keeps the
+// Scores of n packed sequences: scores (n) = w·pooled h + b. Keeps the
 // activations for phrex_rerank_model_backward.
 int phrex_rerank_model_forward(phrex_rerank_model *m, const int32_t *ids, const int32_t *types, const int32_t *lens,
                                int n, float *scores);

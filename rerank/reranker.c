@@ -32,6 +32,7 @@ struct phrex_reranker {
     float head_b;
     int C, layers, max_seq_len, max_query_len;
     int32_t mark_start, mark_end;
+    phrex_rerank_pool pool;
     uint64_t hash;
 };
 
@@ -92,11 +93,12 @@ static int json_str(const cJSON *root, const char *path, const char *field, cons
 typedef struct {
     char encoder[4096], head[4096];
     int version, layers, hidden, max_seq_len, max_query_len, mark_start, mark_end;
+    phrex_rerank_pool pool;
 } meta_read;
 
 static int parse_meta(const cJSON *root, const char *path, const char *dir, meta_read *m) {
     if (!cJSON_IsObject(root)) return phrex_fail(PHREX_ERR_FORMAT, "%s: not a JSON object", path);
-    const char *format, *enc, *head, *backbone;
+    const char *format, *enc, *head, *backbone, *pool;
     int rc = json_str(root, path, "format", NULL, &format);
     if (!rc && strcmp(format, PHREX_RERANKER_FORMAT))
         rc = phrex_fail(PHREX_ERR_FORMAT, "%s: field 'format' is \"%s\", expected \"%s\"", path, format,
@@ -117,6 +119,8 @@ static int parse_meta(const cJSON *root, const char *path, const char *dir, meta
     if (!rc) rc = json_int(root, path, "max_query_len", 4, 1 << 16, PHREX_RERANK_MAX_QUERY_LEN, &m->max_query_len);
     if (!rc) rc = json_int(root, path, "marker_start_id", 0, INT32_MAX - 1, INT32_MIN, &m->mark_start);
     if (!rc) rc = json_int(root, path, "marker_end_id", 0, INT32_MAX - 1, INT32_MIN, &m->mark_end);
+    if (!rc) rc = json_str(root, path, "pool", "cls", &pool);
+    if (!rc && phrex_rerank_pool_parse(pool, &m->pool)) rc = phrex_fail_context(PHREX_ERR_FORMAT, "%s: field 'pool'", path);
     if (rc) return rc;
     snprintf(m->encoder, sizeof m->encoder, "%s/%s", dir, enc);
     snprintf(m->head, sizeof m->head, "%s/%s", dir, head);
@@ -230,7 +234,7 @@ int phrex_reranker_init(phrex_reranker **out, const char *dir) {
         return rc;
     }
     r->layers = m.layers, r->max_seq_len = m.max_seq_len, r->max_query_len = m.max_query_len;
-    r->mark_start = m.mark_start, r->mark_end = m.mark_end;
+    r->mark_start = m.mark_start, r->mark_end = m.mark_end, r->pool = m.pool;
     r->hash = hash_parts(dir, &m);
     *out = r;
     return PHREX_OK;
@@ -249,6 +253,7 @@ int phrex_reranker_max_seq_len(const phrex_reranker *r) { return r->max_seq_len;
 uint64_t phrex_reranker_hash(const phrex_reranker *r) { return r->hash; }
 int phrex_reranker_hidden_size(const phrex_reranker *r) { return r->C; }
 int32_t phrex_reranker_marker(const phrex_reranker *r, int which) { return which ? r->mark_end : r->mark_start; }
+int phrex_reranker_pool(const phrex_reranker *r) { return r->pool; }
 const float *phrex_reranker_head(const phrex_reranker *r, float *b) {
     if (b) *b = r->head_b;
     return r->head_w;
@@ -267,10 +272,12 @@ int phrex_reranker_write_json(const char *dir, const phrex_reranker_meta *m, con
             " \"encoder\": \"%s\", \"head\": \"%s\",\n"
             " \"layers\": %d, \"hidden_size\": %d, \"max_seq_len\": %d, \"max_query_len\": %d,\n"
             " \"marker_start\": \"%s\", \"marker_start_id\": %d, \"marker_end\": \"%s\", \"marker_end_id\": %d,\n"
-            " \"input\": \"[CLS] question [SEP] title : passage with the span between the markers [SEP]\"%s%s}\n",
+            " \"input\": \"[CLS] question [SEP] title : passage with the span between the markers [SEP]\",\n"
+            " \"pool\": \"%s\"%s%s}\n",
             PHREX_RERANKER_FORMAT, PHREX_RERANKER_VERSION, m->backbone ? m->backbone : "bert", m->encoder, m->head,
             m->layers, m->hidden_size, m->max_seq_len, m->max_query_len, PHREX_RERANK_MARK_START, m->mark_start,
-            PHREX_RERANK_MARK_END, m->mark_end, extra_json ? ",\n " : "", extra_json ? extra_json : "");
+            PHREX_RERANK_MARK_END, m->mark_end, phrex_rerank_pool_name((phrex_rerank_pool)m->pool),
+            extra_json ? ",\n " : "", extra_json ? extra_json : "");
     if (fclose(f)) return phrex_fail(PHREX_ERR_IO, "%s: write failed", tmp);
     if (rename(tmp, path)) return phrex_fail(PHREX_ERR_IO, "%s: cannot rename: %s", path, strerror(errno));
     return PHREX_OK;
@@ -325,18 +332,23 @@ int phrex_rerank_worker_pair_len(const phrex_rerank_worker *w, int i) {
     return i >= 0 && i < w->last_n ? w->pair_len[i] : -1;
 }
 
-// Forward of pairs [p0, p1) packed at ids[0, n_tok); scores[p] = w·h[CLS] + b.
+// Forward of pairs [p0, p1) packed at ids[0, n_tok); scores[p] = w·pooled h + b
+// (as phrex_rerank_model_forward in training).
 static int forward_scores(phrex_rerank_worker *w, int p0, int p1, float *scores) {
     const phrex_reranker *r = w->r;
     int rc = phrex_encoder_forward(w->enc, w->ids, w->types, w->lens, p1 - p0, w->hidden);
     if (rc) return rc;
     size_t at = 0;
     for (int p = p0; p < p1; p++) {
-        const float *h = w->hidden + at * (size_t)r->C;
-        float s = r->head_b;
-        for (int c = 0; c < r->C; c++) s += r->head_w[c] * h[c];
-        scores[p] = s;
-        at += (size_t)w->lens[p - p0];
+        int rows[PHREX_RERANK_POOL_MAX_ROWS], len = w->lens[p - p0];
+        int k = phrex_rerank_pool_rows(w->ids + at, len, r->pool, r->mark_start, r->mark_end, rows);
+        float s = 0;
+        for (int j = 0; j < k; j++) {
+            const float *h = w->hidden + (at + (size_t)rows[j]) * (size_t)r->C;
+            for (int c = 0; c < r->C; c++) s += r->head_w[c] * h[c];
+        }
+        scores[p] = r->head_b + s / (float)k;
+        at += (size_t)len;
     }
     return PHREX_OK;
 }

@@ -1,8 +1,10 @@
 // Shallow cross-encoder reranker (Petrov et al., ECIR 2024): a BERT-family
 // encoder of 1, 2, 4 or 6 layers over
 //   [CLS] question [SEP] title : passage-with-the-candidate-span-marked [SEP]
-// and a linear score head on [CLS]. The answer span is marked by two marker
-// tokens around it; a passage-level candidate (span -1, -1) has no marks.
+// and a linear score head on [CLS] (or on the mean of [CLS] and the two
+// marker tokens: "pool" in phrex_reranker.json). The answer span is marked
+// by two marker tokens around it; a passage-level candidate (span -1, -1)
+// has no marks.
 //
 // Two handles, like the encoder's: phrex_reranker holds the weights (shared,
 // read-only, one per process); phrex_rerank_worker holds every buffer one
@@ -61,6 +63,7 @@ typedef struct {
     const char *backbone; // "bert"
     int layers, hidden_size, max_seq_len, max_query_len;
     int32_t mark_start, mark_end; // vocabulary ids of [unused0] and [unused1]
+    int pool;                     // a phrex_rerank_pool (rerank/rerank_data.h); "pool" in the JSON, "cls" when absent
 } phrex_reranker_meta;
 
 // Writes dir/phrex_reranker.json; extra_json (may be NULL) is a JSON object
@@ -73,6 +76,7 @@ int phrex_reranker_write_head(const char *path, const float *w, float b, int C, 
 const float *phrex_reranker_head(const phrex_reranker *r, float *b);
 int phrex_reranker_hidden_size(const phrex_reranker *r);
 int32_t phrex_reranker_marker(const phrex_reranker *r, int which); // 0: start, 1: end
+int phrex_reranker_pool(const phrex_reranker *r);                  // a phrex_rerank_pool
 // The number of tokens pair i of the last phrex_rerank_score call had
 // (tests and latency accounting); -1 when out of range.
 int phrex_rerank_worker_pair_len(const phrex_rerank_worker *w, int i);

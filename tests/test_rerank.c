@@ -188,12 +188,14 @@ static void test_passage_pairs_and_bad_spans(void **state) {
 // --- a reranker folder -----------------------------------------------------------------
 
 // Saves the lower layer of the base model with a random head (f32) as a
-// reranker folder; *model (may be NULL) keeps the training model.
-static void make_reranker(const char *dir, int max_seq, phrex_rerank_model **model) {
+// reranker folder whose head reads `pool`; *model (may be NULL) keeps the
+// training model.
+static void make_reranker(const char *dir, int max_seq, phrex_rerank_pool pool, phrex_rerank_model **model) {
     phrex_rerank_backbone bb;
     assert_int_equal(phrex_rerank_backbone_bert(&bb, PHREX_BASE_MODEL_DIR, 1, 8 * max_seq, max_seq, 1), PHREX_OK);
     phrex_rerank_model *m;
     assert_int_equal(phrex_rerank_model_init(&m, &bb, 7, 2.0f), PHREX_OK);
+    phrex_rerank_model_set_pool(m, pool, 1, 2);
     phrex_rerank_backbone *b = phrex_rerank_model_backbone(m);
     char enc[600], head[600];
     test_join_path(enc, sizeof enc, dir, "encoder");
@@ -208,7 +210,7 @@ static void make_reranker(const char *dir, int max_seq, phrex_rerank_model **mod
                      PHREX_OK);
     phrex_reranker_meta meta = {.encoder = "encoder", .head = "head.safetensors", .backbone = "bert", .layers = 1,
                                 .hidden_size = b->hidden_size, .max_seq_len = max_seq, .max_query_len = 64,
-                                .mark_start = 1, .mark_end = 2};
+                                .mark_start = 1, .mark_end = 2, .pool = (int)pool};
     assert_int_equal(phrex_reranker_write_json(dir, &meta, "\"note\": \"test\""), PHREX_OK);
     if (model) *model = m;
     else phrex_rerank_model_free(m);
@@ -232,13 +234,14 @@ static int teardown(void **state) {
 
 // Inference (rerank/reranker.c: packed inference kernels, pairs of one call
 // in one forward) against the training forward on the same weights and the
-// same tokens: the scores agree to float rounding.
-static void test_inference_equals_training(void **state) {
-    (void)state;
+// same tokens: the scores agree to float rounding. For both heads: [CLS],
+// and [CLS] + markers (candidate 7 is a passage, which has no markers).
+static void inference_equals_training(const char *dir, phrex_rerank_pool pool) {
     phrex_rerank_model *m;
-    make_reranker(good_dir, 160, &m);
+    make_reranker(dir, 160, pool, &m);
     phrex_reranker *r;
-    assert_int_equal(phrex_reranker_init(&r, good_dir), PHREX_OK);
+    assert_int_equal(phrex_reranker_init(&r, dir), PHREX_OK);
+    assert_int_equal(phrex_reranker_pool(r), (int)pool);
     assert_int_equal(phrex_reranker_layers(r), 1);
     assert_int_equal(phrex_reranker_max_seq_len(r), 160);
     phrex_rerank_worker *w;
@@ -287,6 +290,14 @@ static void test_inference_equals_training(void **state) {
     phrex_rerank_model_free(m);
 }
 
+static void test_inference_equals_training(void **state) {
+    (void)state;
+    char marks_dir[600];
+    snprintf(marks_dir, sizeof marks_dir, "%s/marks", tmp_dir);
+    inference_equals_training(good_dir, PHREX_RERANK_POOL_CLS);
+    inference_equals_training(marks_dir, PHREX_RERANK_POOL_MARKS);
+}
+
 // --- bad folders -----------------------------------------------------------------
 
 static char *good_json;
@@ -322,7 +333,7 @@ static void test_bad_folders(void **state) {
     char path[700], dir[600];
     test_join_path(path, sizeof path, good_dir, PHREX_RERANKER_JSON);
     char *probe = test_read_file(path, NULL); // the earlier test made it, unless run alone
-    if (!probe) make_reranker(good_dir, 160, NULL);
+    if (!probe) make_reranker(good_dir, 160, PHREX_RERANK_POOL_CLS, NULL);
     free(probe);
     good_json = test_load_file(path, NULL);
     // A copy of the folder whose json and head we damage; the encoder is shared by a link.
@@ -356,6 +367,10 @@ static void test_bad_folders(void **state) {
     expect_fail(dir, PHREX_ERR_IO, "missing");
     write_json_replaced(dir, "\"backbone\": \"bert\"", "\"backbone\": \"t5\"");
     expect_fail(dir, PHREX_ERR_MISMATCH, "backbone");
+    write_json_replaced(dir, "\"pool\": \"cls\"", "\"pool\": \"max\"");
+    expect_fail(dir, PHREX_ERR_FORMAT, "'pool'");
+    write_json_replaced(dir, "\"pool\": \"cls\"", "\"pool\": 1");
+    expect_fail(dir, PHREX_ERR_FORMAT, "'pool'");
     // The head: missing, then of the wrong width.
     write_json(dir, good_json);
     phrex_reranker *r;
@@ -398,9 +413,10 @@ static double groups_loss(phrex_rerank_model *m, const int32_t *ids, const int32
 // trainable parameter (backbone and head together), central differences in
 // f32 on a tiny model where the loss is O(1): rounding noise ~1e-7/h = 1e-4
 // relative, truncation ~h² ~ 1e-6, so 2% catches any wrong term (a missing
-// head factor in dL/dh, a wrong [CLS] row, a dropped 1/(n+1)) by far.
-static void test_gradient_check(void **state) {
-    (void)state;
+// head factor in dL/dh, a wrong [CLS] or marker row, a dropped 1/(n+1)) by
+// far. With the markers' head, the sequences carry markers 3 and 4 (two of
+// them one marker only, which reads [CLS] alone).
+static void gradient_check(phrex_rerank_pool pool) {
     phrex_bert_config cfg = {.vocab_size = 50, .hidden_size = 16, .num_hidden_layers = 2, .num_attention_heads = 2,
                              .head_dim = 8, .intermediate_size = 32, .max_position_embeddings = 32,
                              .type_vocab_size = 2, .layer_norm_eps = 1e-5f};
@@ -408,13 +424,20 @@ static void test_gradient_check(void **state) {
     assert_int_equal(phrex_rerank_backbone_bert_random(&bb, &cfg, 11, 0.3f, 256, 32), PHREX_OK);
     phrex_rerank_model *m;
     assert_int_equal(phrex_rerank_model_init(&m, &bb, 3, 0.5f), PHREX_OK);
+    phrex_rerank_model_set_pool(m, pool, 3, 4);
     phrex_rng r = phrex_rng_init(99);
     const int32_t groups[3] = {4, 3, 5};
     int32_t lens[12], ids[256], types[256];
     int N = 0;
     for (int i = 0; i < 12; i++) {
         lens[i] = 5 + (int)phrex_rng_below(&r, 12);
-        for (int k = 0; k < lens[i]; k++, N++) ids[N] = (int32_t)phrex_rng_below(&r, 50), types[N] = k > lens[i] / 2;
+        for (int k = 0; k < lens[i]; k++) {
+            int32_t id = 5 + (int32_t)phrex_rng_below(&r, 45); // no marker but where placed below
+            if (k == lens[i] / 2 + 1) id = 3;
+            if (k == lens[i] - 2 && i % 5) id = 4;
+            ids[N + k] = id, types[N + k] = k > lens[i] / 2;
+        }
+        N += lens[i];
     }
     const float beta = 0.4f;
     float loss;
@@ -459,6 +482,12 @@ static void test_gradient_check(void **state) {
                                                                    1e-6f + 1e-4f * fabsf(g0[i]));
     free(g0);
     phrex_rerank_model_free(m);
+}
+
+static void test_gradient_check(void **state) {
+    (void)state;
+    gradient_check(PHREX_RERANK_POOL_CLS);
+    gradient_check(PHREX_RERANK_POOL_MARKS);
 }
 
 // --- candidates files ---------------------------------------------------------------

@@ -218,6 +218,12 @@ static void test_misuse(void **state) {
     expect_failure(args, 2, "--negatives");
     snprintf(args, sizeof args, "--out '%s/c' --candidates '%s' --valid-candidates '%s' --t 1.5", tmpdir, cands, cands);
     expect_failure(args, 2, "--t");
+    snprintf(args, sizeof args, "--out '%s/c' --candidates '%s' --valid-candidates '%s' --head-pool mean", tmpdir, cands,
+             cands);
+    expect_failure(args, 2, "--head-pool");
+    snprintf(args, sizeof args, "--out '%s/c' --candidates '%s' --valid-candidates '%s' --easy-frac 2", tmpdir, cands,
+             cands);
+    expect_failure(args, 2, "--easy-frac");
     snprintf(args, sizeof args, "--out '%s/c' --candidates /nonexistent.jsonl --valid-candidates '%s'", tmpdir, cands);
     expect_failure(args, 1, "nonexistent.jsonl");
     snprintf(args, sizeof args, "--mine --out '%s/m' --titles '%s/none.txt'", tmpdir, tmpdir);
