@@ -6,16 +6,25 @@
 # reranker, for docs/RESULTS.md. With --trec, the same rerankers also go
 # through `phrex rerank-eval --budgets` on TREC DL 2019 and 2020 (nDCG@10).
 #
+# With --tune-qa FILE, each reranker's combine weight is first tuned on
+# those questions (phrex eval --tune-weight, 20 candidates reranked) and the
+# budget runs use it; keep FILE apart from --qa (e.g. alternate validation
+# questions) so the weight is not tuned on the questions it is scored on.
+#
 # Run it on an idle machine: the numbers are latencies.
 #
 #   bench/rerank_budget_sweep.sh --dump DUMP --qa VALID_QA --out DIR \
 #       [--reranker NAME=DIR]... [--budgets 5,10,25,50,100] [--threads N] \
-#       [--limit N] [--trec] [-- extra phrex eval options (--model, --query-model ...)]
+#       [--tune-qa FILE] [--limit N] [--trec] [-- extra phrex eval options (--nprobe, --question-threads ...)]
 #
-# Example (the lead's setup):
-#   bench/rerank_budget_sweep.sh --dump out/squad-dump --qa data/splits/squad_valid.json \
-#       --reranker d1=out/rr-d1 --reranker d2=out/rr-d2 --reranker d4=out/rr-d4 \
-#       --reranker d6=out/rr-d6 --out out/budget-sweep --threads 1 --trec
+# Example (docs/RESULTS.md §3; the dump from bench/odqa_bench.sh, the
+# rerankers from bench/rerank_ablation.sh):
+#   awk 'NR%4==1' out/odqa/squad-valid.jsonl > out/rr/valid-tune.jsonl
+#   awk 'NR%4==3' out/odqa/squad-valid.jsonl > out/rr/valid-report.jsonl
+#   bench/rerank_budget_sweep.sh --dump out/odqa/dump-ivfsq8 --qa out/rr/valid-report.jsonl \
+#       --tune-qa out/rr/valid-tune.jsonl --reranker d1=out/rr/abl/gbce-n8-l1 \
+#       --reranker d2=out/rr/abl/gbce-n8-l2 --reranker d4=out/rr/abl/gbce-n8-l4 \
+#       --reranker d6=out/rr/abl/gbce-n8-l6 --out out/rr/sweep --trec -- --nprobe 16 --question-threads 2
 # Outputs: DIR/table.md, DIR/table.tsv, DIR/em_vs_budget.svg, DIR/<name>-<budget>/summary.json
 # (and DIR/trec-<name>-dl19/summary.json ... with --trec).
 set -euo pipefail
@@ -26,7 +35,7 @@ PHREX=${PHREX:-$root/build/phrex}
 PYTHON=${PYTHON:-/usr/bin/python3}
 DL=${PHREX_SHARED_DIR:-$root/../shared}/data/msmarco-trec-dl
 
-dump="" qa="" out="" budgets="5,10,25,50,100" threads=1 limit="" trec=0
+dump="" qa="" out="" budgets="5,10,25,50,100" threads=1 limit="" trec=0 tune_qa=""
 names=() dirs=() extra=()
 die() { echo "rerank_budget_sweep: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -37,12 +46,13 @@ while [ $# -gt 0 ]; do
     --budgets) budgets=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --limit) limit=$2; shift 2 ;;
+    --tune-qa) tune_qa=$2; shift 2 ;;
     --trec) trec=1; shift ;;
     --reranker)
       case "$2" in *=*) ;; *) die "--reranker expects NAME=DIR, got '$2'" ;; esac
       names+=("${2%%=*}"); dirs+=("${2#*=}"); shift 2 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
 done
@@ -55,7 +65,9 @@ for b in "${blist[@]}"; do
   "$PYTHON" -c "import sys; sys.exit(0 if float('$b') > 0 else 1)" 2>/dev/null || die "budget '$b' must be > 0"
 done
 mkdir -p "$out"
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+# No OMP_WAIT_POLICY=passive here: with --question-threads the encoder's many
+# short parallel regions then sleep and wake their threads each time, and
+# the kernel's scheduling took over half of the time (perf) of a question.
 common=(--dump "$dump" --qa "$qa" --threads "$threads")
 [ -n "$limit" ] && common+=(--limit "$limit")
 
@@ -66,10 +78,25 @@ run_eval() { # out_dir, extra args...
     echo "rerank_budget_sweep: phrex eval failed, see $dir.log" >&2; tail -5 "$dir.log" >&2; exit 1; }
 }
 
+# The combine weight of reranker i: tuned on --tune-qa, else the reranker's own.
+weights=()
+for i in "${!names[@]}"; do
+  weights+=("")
+  [ -n "$tune_qa" ] || continue
+  d="$out/tune-${names[$i]}"
+  echo "== phrex eval --tune-weight ${names[$i]} -> $d" >&2
+  "$PHREX" eval --dump "$dump" --qa "$tune_qa" --threads "$threads" "${extra[@]}" --reranker "${dirs[$i]}" \
+    --rerank-k 20 --tune-weight --out "$d" > "$d.log" 2>&1 || {
+    echo "rerank_budget_sweep: weight tuning failed, see $d.log" >&2; tail -5 "$d.log" >&2; exit 1; }
+  weights[$i]=$("$PYTHON" -c "import json,sys; print(json.load(open(sys.argv[1]))['rerank_weight_tuned'])" "$d/summary.json")
+  echo "   ${names[$i]}: weight ${weights[$i]}" >&2
+done
+
 run_eval "$out/none" --no-rerank
 for i in "${!names[@]}"; do
+  wopt=(); [ -n "${weights[$i]}" ] && wopt=(--rerank-weight "${weights[$i]}")
   for b in "${blist[@]}"; do
-    run_eval "$out/${names[$i]}-$b" --reranker "${dirs[$i]}" --budget-ms "$b"
+    run_eval "$out/${names[$i]}-$b" --reranker "${dirs[$i]}" --budget-ms "$b" "${wopt[@]}"
   done
 done
 

@@ -343,7 +343,7 @@ int phrex_rerank_flags_parse(phrex_rerank_flags *f, int opt, const char *arg, co
 void phrex_rerank_flags_help(FILE *out) {
     fprintf(out,
             "  --reranker DIR       cross-encoder reranker (default: $PHREX_RERANKER or %s when\n"
-            "                       it exists; otherwise no reranking)\n"
+            "                       it exists; otherwise no reranking; PHREX_RERANKER=none: no default)\n"
             "  --no-rerank          no reranking, even with a default reranker\n"
             "  --budget-ms MS       p95 latency budget for encode + search + rerank (default %g): the\n"
             "                       number of results reranked is chosen to fit (calibrated once per machine)\n"
@@ -360,6 +360,7 @@ int phrex_reranking_from_flags(phrex_reranking **out, const phrex_rerank_flags *
     if (!dir) {
         const char *env = getenv("PHREX_RERANKER");
         struct stat st;
+        if (env && !strcmp(env, "none")) return PHREX_OK; // no default reranker asked for
         dir = env && *env ? env : f->default_dir ? f->default_dir : PHREX_RERANK_DEFAULT_DIR;
         if (stat(dir, &st) != 0) return PHREX_OK; // no default reranker here: no reranking
     }

@@ -389,6 +389,40 @@ static void test_ask_eval_rerank(void **state) {
     sum = load_json(out, "summary.json");
     assert_int_equal((int)num(sum, "rerank_k"), 0);
     assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(sum, "budget_ms")));
+    assert_int_equal((int)num(sum, "question_threads"), 1);
+    double em_one_core = num(sum, "em"), f1_one_core = num(sum, "f1");
+    cJSON_Delete(sum);
+    // One question at a time with 2 threads inside it: the same answers.
+    test_join_path(out, sizeof out, g.tmp, "eval-qthreads");
+    snprintf(args, sizeof args, "eval --dump '%s' --qa '%s' --limit 3 --question-threads 2 --no-rerank --out '%s'",
+             g.dump, QUESTIONS, out);
+    a = run_cli(args, NULL);
+    if (a.status) fail_msg("eval --question-threads failed: %s", a.err);
+    test_free_run(&a);
+    sum = load_json(out, "summary.json");
+    assert_int_equal((int)num(sum, "question_threads"), 2);
+    assert_int_equal((int)num(sum, "threads"), 1);
+    assert_true(fabs(num(sum, "em") - em_one_core) < 1e-9);
+    assert_true(fabs(num(sum, "f1") - f1_one_core) < 1e-6);
+    cJSON_Delete(sum);
+    // No --reranker: $PHREX_RERANKER names the default ("none": no reranking,
+    // which is how ctest runs every test).
+    test_join_path(out, sizeof out, g.tmp, "eval-env");
+    snprintf(args, sizeof args, "eval --dump '%s' --qa '%s' --limit 2 --threads 1 --rerank-k 3 --out '%s'", g.dump,
+             QUESTIONS, out);
+    setenv("PHREX_RERANKER", g.rr, 1);
+    a = run_cli(args, NULL);
+    if (a.status) fail_msg("eval with $PHREX_RERANKER failed: %s", a.err);
+    test_free_run(&a);
+    sum = load_json(out, "summary.json");
+    assert_int_equal((int)num(sum, "rerank_k"), 3);
+    cJSON_Delete(sum);
+    setenv("PHREX_RERANKER", "none", 1);
+    a = run_cli(args, NULL);
+    if (a.status) fail_msg("eval with PHREX_RERANKER=none failed: %s", a.err);
+    test_free_run(&a);
+    sum = load_json(out, "summary.json");
+    assert_int_equal((int)num(sum, "rerank_k"), 0);
     cJSON_Delete(sum);
 }
 
@@ -406,6 +440,8 @@ static void test_ask_eval_bad_flags(void **state) {
         snprintf(args, sizeof args, "%s --dump '%s' --reranker '%s' --rerank-k 0", head, g.dump, g.rr);
         expect_status(args, 2, "--rerank-k");
     }
+    snprintf(args, sizeof args, "eval --qa " QUESTIONS " --dump '%s' --no-rerank --question-threads 0", g.dump);
+    expect_status(args, 2, "--question-threads");
     snprintf(args, sizeof args, "eval --qa " QUESTIONS " --dump '%s' --no-rerank --tune-weight", g.dump);
     expect_status(args, 1, "--tune-weight");
 }

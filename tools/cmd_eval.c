@@ -8,7 +8,10 @@
 // Questions are answered by --threads workers, each with its own search
 // handle and one core, taking questions as they free up; output is in file
 // order whatever the thread count. --threads 1 is one question at a time on
-// one core: the single-query latency.
+// one core: the single-query latency. --question-threads N is one question at
+// a time with N threads inside it (the two query encoders, the start and end
+// searches, the reranker's batch), as `phrex ask` answers: the latency one
+// user sees on an otherwise idle machine.
 #include "tools/cli.h"
 #include "tools/cli_util.h"
 
@@ -41,6 +44,7 @@ typedef struct {
     const char *qa_path, *out_dir;
     phrex_qa_format format;
     int threads, limit, regex;
+    int question_threads; // > 0: one question at a time, this many threads inside it
     phrex_rerank_flags rf; // --reranker, --budget-ms, ... (rerank/rerank_search.h)
     int tune_weight;       // grid-search the combine weight on these questions
 } eval_options;
@@ -75,6 +79,7 @@ static void print_help(FILE *f) {
             "  --top-k K            passages retrieved per question (default 100)\n"
             "  --search-k K         FAISS hits per query half (default max(2K, 200))\n"
             "  --threads N          workers, one core each (default: all cores)\n"
+            "  --question-threads N one question at a time with N threads inside it (as phrex ask)\n"
             "  --limit N            the first N questions only\n"
             "  --regex              answers are regexes (CuratedTREC)\n"
             "  --model DIR          the model the dump was built with (default %s)\n"
@@ -99,6 +104,7 @@ static int parse_option(eval_options *e, int opt, const char *arg) {
     case 'k': return phrex_cli_parse_int("--top-k", arg, 1, 10000, &e->o.top_k);
     case 'K': return phrex_cli_parse_int("--search-k", arg, 1, 65536, &e->o.search_k);
     case 'j': return phrex_cli_parse_int("--threads", arg, 1, 1024, &e->threads);
+    case 'J': return phrex_cli_parse_int("--question-threads", arg, 1, 1024, &e->question_threads);
     case 'l': return phrex_cli_parse_int("--limit", arg, 1, INT_MAX, &e->limit);
     case 'r': e->regex = 1; return 0;
     case 'm': e->so.model_dir = arg; return 0;
@@ -126,7 +132,8 @@ static int parse_options(int argc, char **argv, eval_options *e) {
         {"regex", no_argument, 0, 'r'},             {"model", required_argument, 0, 'm'},
         {"query-model", required_argument, 0, 'Q'}, {"pool", required_argument, 0, 'p'},
         {"max-answer-len", required_argument, 0, 'L'}, {"nprobe", required_argument, 0, 'n'},
-        {"tune-weight", no_argument, 0, 'T'},       PHREX_RERANK_LONGOPTS,
+        {"tune-weight", no_argument, 0, 'T'},       {"question-threads", required_argument, 0, 'J'},
+        PHREX_RERANK_LONGOPTS,
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
     memset(e, 0, sizeof *e);
     phrex_searcher_options_default(&e->so);
@@ -326,12 +333,13 @@ static void worker(eval_job *job) {
 }
 
 // Workers run single-threaded inside (nested OpenMP regions of FAISS, the
-// encoder and OpenBLAS stay inactive), so N workers use N cores.
-static int answer_all(eval_job *job, int threads, double *wall_s) {
+// encoder and OpenBLAS stay inactive), so N workers use N cores; a single
+// worker runs with inner_threads (--question-threads).
+static int answer_all(eval_job *job, int threads, int inner_threads, double *wall_s) {
     phrex_progress_init(&job->prog, "eval", "questions", (int64_t)job->n);
     double t0 = phrex_now_seconds();
     if (threads == 1) {
-        phrex_set_threads(1);
+        phrex_set_threads(inner_threads);
         worker(job);
     } else {
         omp_set_max_active_levels(1);
@@ -402,6 +410,7 @@ static void print_table(const eval_options *e, const phrex_searcher *s, const ev
     printf("phrex eval: %s, %zu questions over %s (%s, %lld vectors), query encoder %s, %d thread%s\n",
            e->qa_path, m->n, e->so.dump_dir, info->factory, (long long)info->kept,
            phrex_query_model_name(phrex_searcher_query_model(s)), threads, threads == 1 ? "" : "s");
+    if (e->question_threads > 0) printf("  (one question at a time, %d threads inside it)\n", e->question_threads);
     printf("  %-22s %8.2f\n  %-22s %8.2f\n", e->regex ? "EM (regex, %)" : "EM (%)", m->em,
            e->regex ? "F1 (= EM with --regex)" : "F1 (%)", m->f1);
     for (int k = 0; k < N_RECALL; k++) {
@@ -462,6 +471,7 @@ static int write_summary(const char *path, const eval_options *e, const phrex_se
     fprintf(f, "  \"encode_ms_mean\": %.4f,\n  \"search_ms_mean\": %.4f,\n", m->encode_ms, m->search_ms);
     fprintf(f, "  \"qps\": %.4f,\n  \"wall_s\": %.4f,\n  \"errors\": %zu,\n  \"threads\": %d,\n", m->qps, m->wall_s,
             m->errors, threads);
+    fprintf(f, "  \"question_threads\": %d,\n", e->question_threads > 0 ? e->question_threads : 1);
     fprintf(f, "  \"rerank_k\": %d,\n  \"budget_ms\": ", m->rerank_k < 0 ? 0 : m->rerank_k);
     if (m->budget_ms > 0) fprintf(f, "%g,\n", m->budget_ms);
     else fputs("null,\n", f);
@@ -537,8 +547,9 @@ static int summarise_rerank(const eval_options *e, const phrex_reranking *rr, co
     return rc;
 }
 
-// k from the budget: the first questions are the probes (at most 32), at
-// one core per question, as the workers answer them.
+// k from the budget: the first questions are the probes (at most 32), with
+// the threads per question the workers will answer them with (one core, or
+// --question-threads).
 static int plan_rerank(phrex_reranking *rr, phrex_searcher *s, const eval_options *e, const eval_question *qs,
                        size_t n) {
     if (!rr) return PHREX_OK;
@@ -546,17 +557,18 @@ static int plan_rerank(phrex_reranking *rr, phrex_searcher *s, const eval_option
     const char *probes[32];
     size_t lens[32];
     for (int i = 0; i < np; i++) probes[i] = qs[i].question, lens[i] = qs[i].question_len;
-    return phrex_reranking_plan(rr, s, &e->o, probes, lens, np, 1);
+    return phrex_reranking_plan(rr, s, &e->o, probes, lens, np, e->question_threads > 0 ? e->question_threads : 1);
 }
 
 static int run_eval(const eval_options *e, phrex_searcher *s, const phrex_reranking *rr, eval_question *qs, size_t n) {
     int threads = e->threads > 0 ? e->threads : omp_get_num_procs();
     if ((size_t)threads > n) threads = (int)n;
+    if (e->question_threads > 0) threads = 1;
     eval_job job = {e, s, qs, calloc(n, sizeof(eval_result)), n, {0}, 0, {0}, rr};
     if (!job.rs) return phrex_fail(PHREX_ERR_MEMORY, "cannot hold %zu results", n);
     double wall_s;
     eval_summary m;
-    int rc = answer_all(&job, threads, &wall_s);
+    int rc = answer_all(&job, threads, e->question_threads > 0 ? e->question_threads : 1, &wall_s);
     if (!rc) rc = summarise(job.rs, n, wall_s, &m);
     if (!rc) rc = summarise_rerank(e, rr, job.rs, n, &m);
     if (!rc) print_table(e, s, &m, threads);
