@@ -17,14 +17,15 @@
 #       [--reranker NAME=DIR]... [--budgets 5,10,25,50,100] [--threads N] \
 #       [--tune-qa FILE] [--limit N] [--trec] [-- extra phrex eval options (--nprobe, --question-threads ...)]
 #
-# Example (docs/RESULTS.md §3; the dump from bench/odqa_bench.sh, the
+# Example (docs/RESULTS.md §4; the dump from bench/odqa_bench.sh, the
 # rerankers from bench/rerank_ablation.sh):
 #   awk 'NR%4==1' out/odqa/squad-valid.jsonl > out/rr/valid-tune.jsonl
 #   awk 'NR%4==3' out/odqa/squad-valid.jsonl > out/rr/valid-report.jsonl
 #   bench/rerank_budget_sweep.sh --dump out/odqa/dump-ivfsq8 --qa out/rr/valid-report.jsonl \
 #       --tune-qa out/rr/valid-tune.jsonl --reranker d1=out/rr/abl/gbce-n8-l1 \
 #       --reranker d2=out/rr/abl/gbce-n8-l2 --reranker d4=out/rr/abl/gbce-n8-l4 \
-#       --reranker d6=out/rr/abl/gbce-n8-l6 --out out/rr/sweep --trec -- --nprobe 16 --question-threads 2
+#       --reranker d6=out/rr/abl/gbce-n8-l6 --reranker default=models/reranker \
+#       --out out/rr/sweep --trec -- --nprobe 16 --question-threads 2
 # Outputs: DIR/table.md, DIR/table.tsv, DIR/em_vs_budget.svg, DIR/<name>-<budget>/summary.json
 # (and DIR/trec-<name>-dl19/summary.json ... with --trec).
 set -euo pipefail
@@ -52,7 +53,7 @@ while [ $# -gt 0 ]; do
       case "$2" in *=*) ;; *) die "--reranker expects NAME=DIR, got '$2'" ;; esac
       names+=("${2%%=*}"); dirs+=("${2#*=}"); shift 2 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
 done
