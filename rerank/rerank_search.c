@@ -217,6 +217,9 @@ int phrex_reranking_plan(phrex_reranking *r, phrex_searcher *s, const phrex_sear
     if (!rc) rc = run_probes(s, so, questions, lens, n, &sample, &r->base_p95);
     if (!rc) rc = calibrate(r, &sample, threads, &cal);
     if (!rc) rc = phrex_budget_choose_k(&cal, r->budget_ms, r->base_p95, r->max_results, &r->k);
+    // One candidate cannot be reordered: scoring it would only spend time and
+    // replace its score by the combined one, out of line with the rest.
+    if (!rc && r->k == 1) r->k = 0;
     sample_free(&sample);
     phrex_set_threads(saved);
     return rc;

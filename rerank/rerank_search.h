@@ -8,7 +8,8 @@
 //      encode + search at the thread count one question will use,
 //   2. calibrates the reranker's cost on the probes' own candidates
 //      (workload "dump"), reusing a saved calibration when its key matches,
-//   3. picks the largest k that keeps the p95 total within the budget.
+//   3. picks the largest k that keeps the p95 total within the budget (a k
+//      of 1 counts as 0: one candidate cannot be reordered).
 // phrex_rerank_search (one per thread) holds a rerank worker and buffers for
 // max_results results: phrex_rerank_search_apply scores the top k results
 // of a phrex_search_output ([CLS] question [SEP] title : passage [SEP], the
