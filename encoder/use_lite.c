@@ -263,25 +263,30 @@ void phrex_use_lite_encoder_free(phrex_use_lite_encoder *e) {
 // Forward
 // ============================================================================
 
-static int check_batch(const phrex_use_lite_encoder *e, const char *who, const int32_t *ids, const int32_t *seq_lens,
-                       int n_seqs, int *n_tokens) {
+int phrex_use_lite_check_batch(const char *who, const int32_t *ids, const int32_t *seq_lens, int n_seqs, int max_seq,
+                               int max_tokens, int vocab, int *n_tokens) {
     if (n_seqs < 1) return phrex_fail(PHREX_ERR_INPUT, "%s: %d sequences, expected at least 1", who, n_seqs);
     long total = 0;
     for (int s = 0; s < n_seqs; s++) {
-        if (seq_lens[s] < 1 || seq_lens[s] > e->max_seq)
+        if (seq_lens[s] < 1 || seq_lens[s] > max_seq)
             return phrex_fail(PHREX_ERR_INPUT, "%s: sequence %d has %d tokens, expected 1..%d (the workspace's max_seq)",
-                              who, s, seq_lens[s], e->max_seq);
+                              who, s, seq_lens[s], max_seq);
         total += seq_lens[s];
-        if (total > e->max_tokens)
+        if (total > max_tokens)
             return phrex_fail(PHREX_ERR_INPUT, "%s: more than %d tokens (the workspace's max_tokens) by sequence %d",
-                              who, e->max_tokens, s);
+                              who, max_tokens, s);
     }
     for (long i = 0; ids && i < total; i++)
-        if (ids[i] < 0 || ids[i] >= PHREX_USE_LITE_VOCAB)
-            return phrex_fail(PHREX_ERR_INPUT, "%s: token %ld has id %d, expected 0..%d", who, i, ids[i],
-                              PHREX_USE_LITE_VOCAB - 1);
+        if (ids[i] < 0 || ids[i] >= vocab)
+            return phrex_fail(PHREX_ERR_INPUT, "%s: token %ld has id %d, expected 0..%d", who, i, ids[i], vocab - 1);
     *n_tokens = (int)total;
     return PHREX_OK;
+}
+
+static int check_batch(const phrex_use_lite_encoder *e, const char *who, const int32_t *ids, const int32_t *seq_lens,
+                       int n_seqs, int *n_tokens) {
+    return phrex_use_lite_check_batch(who, ids, seq_lens, n_seqs, e->max_seq, e->max_tokens, PHREX_USE_LITE_VOCAB,
+                                      n_tokens);
 }
 
 // x (n, d) += bias (d).

@@ -74,6 +74,13 @@ void phrex_use_lite_encoder_free(phrex_use_lite_encoder *e);
 int phrex_use_lite_forward(phrex_use_lite_encoder *e, const int32_t *ids, const int32_t *seq_lens, int n_seqs,
                            float *tokens, float *sentences);
 
+// The checks of a packed batch, shared by inference and training (named
+// `who` in messages): n_seqs >= 1, each length in 1..max_seq, the total
+// <= max_tokens, every id (ids may be NULL: not checked) in 0..vocab-1.
+// *n_tokens gets the total.
+int phrex_use_lite_check_batch(const char *who, const int32_t *ids, const int32_t *seq_lens, int n_seqs, int max_seq,
+                               int max_tokens, int vocab, int *n_tokens);
+
 // The pooler alone: sentences (n_seqs, 512) = L2(tanh(mean(tokens)·Wp + bp))
 // for token states (N, 512) packed as seq_lens says. Uses the workspace's
 // scratch (n_seqs <= max_tokens).

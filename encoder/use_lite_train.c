@@ -439,24 +439,8 @@ int phrex_use_lite_train_encoder_set_dropout(phrex_use_lite_train_encoder *e, fl
 
 static int check_batch(const phrex_use_lite_train_encoder *e, const int32_t *ids, const int32_t *seq_lens,
                        int n_seqs, int *n_tokens) {
-    static const char who[] = "phrex_use_lite_train_encoder_forward";
-    if (n_seqs < 1) return phrex_fail(PHREX_ERR_INPUT, "%s: %d sequences, expected at least 1", who, n_seqs);
-    long total = 0;
-    for (int s = 0; s < n_seqs; s++) {
-        if (seq_lens[s] < 1 || seq_lens[s] > e->max_seq)
-            return phrex_fail(PHREX_ERR_INPUT, "%s: sequence %d has %d tokens, expected 1..%d (the workspace's max_seq)",
-                              who, s, seq_lens[s], e->max_seq);
-        total += seq_lens[s];
-        if (total > e->max_tokens)
-            return phrex_fail(PHREX_ERR_INPUT, "%s: more than %d tokens (the workspace's max_tokens) by sequence %d",
-                              who, e->max_tokens, s);
-    }
-    int V = e->model->shape.vocab;
-    for (long i = 0; i < total; i++)
-        if (ids[i] < 0 || ids[i] >= V)
-            return phrex_fail(PHREX_ERR_INPUT, "%s: token %ld has id %d, expected 0..%d", who, i, ids[i], V - 1);
-    *n_tokens = (int)total;
-    return PHREX_OK;
+    return phrex_use_lite_check_batch("phrex_use_lite_train_encoder_forward", ids, seq_lens, n_seqs, e->max_seq,
+                                      e->max_tokens, e->model->shape.vocab, n_tokens);
 }
 
 static phrex_train_packing keep_inputs(phrex_use_lite_train_encoder *e, const int32_t *ids, const int32_t *seq_lens,

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 const char *phrex_cli_default_model_dir(void) {
@@ -74,3 +75,11 @@ int phrex_cli_parse_seed(const char *text, unsigned long long *out) {
 }
 
 void phrex_cli_path_join(char *buf, size_t n, const char *dir, const char *name) { snprintf(buf, n, "%s/%s", dir, name); }
+
+int phrex_cli_open_train_log(const char *log_path, const char *out_dir, FILE **out) {
+    char path[4096];
+    if (log_path) snprintf(path, sizeof path, "%s", log_path);
+    else phrex_cli_path_join(path, sizeof path, out_dir, "train.log");
+    *out = fopen(path, "a");
+    return *out ? PHREX_OK : phrex_fail(PHREX_ERR_IO, "%s: cannot open log: %s", path, strerror(errno));
+}

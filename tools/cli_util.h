@@ -3,6 +3,7 @@
 #define PHREX_TOOLS_CLI_UTIL_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 // The model used when --model is not given: $PHREX_MODEL if set, else the
 // committed trained model models/phrase (when its phrex_model.json is
@@ -37,5 +38,9 @@ int phrex_cli_parse_seed(const char *text, unsigned long long *out);
 
 // Writes "dir/name" into buf (n bytes, truncated if longer).
 void phrex_cli_path_join(char *buf, size_t n, const char *dir, const char *name);
+
+// Opens a trainer's progress log for appending: log_path when given (--log),
+// else out_dir/train.log. PHREX_ERR_IO naming the file when it cannot.
+int phrex_cli_open_train_log(const char *log_path, const char *out_dir, FILE **out);
 
 #endif

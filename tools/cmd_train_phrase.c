@@ -612,7 +612,7 @@ static int run(const train_options *o) {
     if (o->threads) phrex_set_threads(o->threads);
     if (mkdir(o->out_dir, 0777) && errno != EEXIST)
         return phrex_fail(PHREX_ERR_IO, "%s: cannot create: %s", o->out_dir, strerror(errno));
-    char state_path[4096], log_path[4096], vocab[4096];
+    char state_path[4096], vocab[4096];
     phrex_cli_path_join(state_path, sizeof state_path, o->out_dir, "train_state.bin");
     if (!o->eval_only && !o->resume && file_exists(state_path))
         return phrex_fail(PHREX_ERR_INPUT, "%s exists: pass --resume to continue that run, or choose another --out",
@@ -640,12 +640,7 @@ static int run(const train_options *o) {
         if (!rc) fprintf(stderr, "resuming at update %lld of %lld\n", (long long)pr.step, (long long)steps);
     }
     FILE *log = NULL;
-    if (!rc && !o->eval_only) {
-        if (o->log_path) snprintf(log_path, sizeof log_path, "%s", o->log_path);
-        else phrex_cli_path_join(log_path, sizeof log_path, o->out_dir, "train.log");
-        if (!(log = fopen(log_path, "a")))
-            rc = phrex_fail(PHREX_ERR_IO, "%s: cannot open log: %s", log_path, strerror(errno));
-    }
+    if (!rc && !o->eval_only) rc = phrex_cli_open_train_log(o->log_path, o->out_dir, &log);
     if (!rc && !o->eval_only) rc = train_loop(&t, train, steps, &pr, state_path, log);
     if (log) fclose(log);
     if (!rc && !o->eval_only) rc = save_model(&t, o, steps);

@@ -765,14 +765,6 @@ static int load_data(const tq_options *o, const model_parts *mp, phrex_squad_win
     return rc;
 }
 
-static int open_log(const tq_options *o, FILE **log) {
-    char path[PATH_MAX + 32];
-    if (o->log_path) snprintf(path, sizeof path, "%s", o->log_path);
-    else phrex_cli_path_join(path, sizeof path, o->out_dir, "train.log");
-    *log = fopen(path, "a");
-    return *log ? PHREX_OK : phrex_fail(PHREX_ERR_IO, "%s: cannot open log: %s", path, strerror(errno));
-}
-
 static int run(const tq_options *o) {
     if (o->threads) phrex_set_threads(o->threads);
     if (mkdir(o->out_dir, 0777) && errno != EEXIST)
@@ -805,7 +797,7 @@ static int run(const tq_options *o) {
         fflush(stdout); // seen before the long training part, also when piped
     }
     FILE *log = NULL;
-    if (!rc) rc = open_log(o, &log);
+    if (!rc) rc = phrex_cli_open_train_log(o->log_path, o->out_dir, &log);
     if (!rc) rc = train_loop(&t, train, steps, &pr, &counts, state_path, log);
     if (log) fclose(log);
     if (!rc) rc = save_model(&t, o, &mp, steps, &counts);

@@ -163,16 +163,7 @@ static int parse_one(int c, rr_options *o) {
     case 'x': return phrex_cli_parse_int("--max-seq-len", optarg, PHREX_RERANK_MIN_SEQ_LEN, 4096, &o->max_seq_len);
     case 'e': o->train_embeddings = 1; return 0;
     case 'F': o->f16 = 1; return 0;
-    case 'S': {
-        char *end;
-        errno = 0;
-        o->seed = strtoull(optarg, &end, 10);
-        if (errno || end == optarg || *end || *optarg == '-') {
-            fprintf(stderr, "phrex: --seed expects a non-negative integer, got '%s'\n", optarg);
-            return 2;
-        }
-        return 0;
-    }
+    case 'S': return phrex_cli_parse_seed(optarg, &o->seed);
     case 'j': return phrex_cli_parse_int("--threads", optarg, 1, 1024, &o->threads);
     case 'K': return phrex_cli_parse_int("--checkpoint-every", optarg, 0, 1 << 30, &o->checkpoint_every);
     case 'g': o->log_path = optarg; return 0;
@@ -698,12 +689,10 @@ static int train_step(rr_trainer *t, phrex_train_progress *pr, step_stats *st) {
 
 static uint64_t options_hash(const rr_options *o, int64_t steps) {
     char buf[8192];
-    snprintf(buf, sizeof buf, "%s|%s|%lld|%d|%d|%d|%d|%d|%.9g|%.9g|%.9g|%.9g|%.9g|%.9g|%.9g|%.9g|%.9g|%.9g|%d|%llu",
+    snprintf(buf, sizeof buf, "%s|%s|%lld|%d|%d|%d|%d|%d|%.9g|%.9g|%.9g|%.9g|%.9g|%.9g|%.9g|%.9g|%.9g|%.9g|%d|%llu|%s",
              o->base_dir, o->candidates, (long long)steps, o->layers, o->negatives, o->pool, o->batch, o->max_seq_len,
              o->t, o->lr, o->warmup_frac, o->weight_decay, o->clip, o->dropout, o->random_frac, o->passage_frac, o->head_lr_mult,
-             o->easy_frac, o->train_embeddings, o->seed);
-    size_t len = strlen(buf);
-    snprintf(buf + len, sizeof buf - len, "|%s", phrex_rerank_pool_name(o->head_pool));
+             o->easy_frac, o->train_embeddings, o->seed, phrex_rerank_pool_name(o->head_pool));
 
     uint64_t h = 0xcbf29ce484222325ull;
     for (const char *c = buf; *c; c++) h = (h ^ (uint8_t)*c) * 0x100000001b3ull;
@@ -914,7 +903,7 @@ static int train_loop(rr_trainer *t, int64_t steps, phrex_train_progress *pr, co
 
 static int run_train(const rr_options *o) {
     if (make_dir(o->out_dir)) return 1;
-    char state_path[4096], log_path[4096];
+    char state_path[4096];
     phrex_cli_path_join(state_path, sizeof state_path, o->out_dir, "train_state.bin");
     if (!o->eval_only && !o->resume && file_exists(state_path))
         return phrex_fail(PHREX_ERR_INPUT, "%s exists: pass --resume to continue that run, or choose another --out",
@@ -943,12 +932,7 @@ static int run_train(const rr_options *o) {
         if (!rc) fprintf(stderr, "resuming at update %lld of %lld\n", (long long)pr.step, (long long)steps);
     }
     FILE *log = NULL;
-    if (!rc && !o->eval_only) {
-        if (o->log_path) snprintf(log_path, sizeof log_path, "%s", o->log_path);
-        else phrex_cli_path_join(log_path, sizeof log_path, o->out_dir, "train.log");
-        if (!(log = fopen(log_path, "a")))
-            rc = phrex_fail(PHREX_ERR_IO, "%s: cannot open log: %s", log_path, strerror(errno));
-    }
+    if (!rc && !o->eval_only) rc = phrex_cli_open_train_log(o->log_path, o->out_dir, &log);
     if (!rc && !o->eval_only) rc = train_loop(&t, steps, &pr, state_path, log);
     if (log) fclose(log);
     if (!rc && !o->eval_only) rc = save_reranker(&t, o, pr.step);
